@@ -1,1 +1,3 @@
-return 0;
+using TrainingForensics.Runner;
+
+return RunnerCli.Run(args, Console.Out, Console.Error);

@@ -1,0 +1,189 @@
+using System.Globalization;
+using System.Text;
+
+namespace TrainingForensics.Runner;
+
+/// <summary>A bad command line or input (exit code 2, nothing executed).</summary>
+public sealed class UsageException(string message) : Exception(message);
+
+public sealed record CliOptions(
+    IReadOnlyList<string> Inputs, string OutDir, IReadOnlyList<KeyValuePair<string, string>> Parameters, bool Help);
+
+/// <summary>
+/// tf-run's command line: <c>tf-run [notebook.ipynb | folder]… [--out DIR] [--param name=value]… [--help]</c>.
+/// Exit codes: 0 every notebook ran, 1 a notebook failed (its outputs show the error), 2 bad arguments or input.
+/// </summary>
+public static class RunnerCli
+{
+    public const int Ok = 0, NotebookFailed = 1, UsageError = 2;
+
+    public const string Usage = """
+        Usage: tf-run [notebook.ipynb | folder]... [--out DIR] [--param name=value]...
+
+        Runs C# Polyglot notebooks headlessly (one Roslyn scripting state per notebook, cells in order) and writes,
+        for each notebook NAME: DIR/NAME.ipynb (executed copy with outputs), DIR/NAME.html (offline page),
+        DIR/NAME.figures.json (recorded figures), and DIR/index.html for the run.
+
+          notebook.ipynb | folder   notebooks to run; a folder means its *.ipynb files, sorted by name
+                                    (default: notebooks/ in the current directory)
+          --out DIR                 output folder (default: artifacts)
+          --param name=value        set a parameter of the notebook's "parameters"-tagged cell (repeatable);
+                                    the value is converted to the declared type (int, long, double, float,
+                                    decimal, bool, string)
+          -h, --help                show this help
+
+        Exit codes: 0 all notebooks ran, 1 a notebook failed, 2 bad arguments or unreadable notebook.
+        """;
+
+    public static CliOptions Parse(IReadOnlyList<string> args)
+    {
+        var inputs = new List<string>();
+        var parameters = new List<KeyValuePair<string, string>>();
+        string? outDir = null;
+        bool help = false, onlyInputs = false;
+        for (int i = 0; i < args.Count; i++)
+        {
+            string a = args[i];
+            string? Value(string option)
+            {
+                int eq = a.IndexOf('=');
+                if (a.StartsWith(option + "=", StringComparison.Ordinal)) return a[(eq + 1)..];
+                if (i + 1 >= args.Count) throw new UsageException($"{option} needs a value");
+                return args[++i];
+            }
+            if (onlyInputs || !a.StartsWith('-') || a == "-") { inputs.Add(a); continue; }
+            if (a == "--") { onlyInputs = true; continue; }
+            if (a is "-h" or "--help" or "-?") { help = true; continue; }
+            if (a == "--out" || a.StartsWith("--out=", StringComparison.Ordinal))
+            {
+                outDir = Value("--out");
+                if (string.IsNullOrWhiteSpace(outDir)) throw new UsageException("--out needs a folder");
+                continue;
+            }
+            if (a == "--param" || a.StartsWith("--param=", StringComparison.Ordinal))
+            {
+                string p = Value("--param")!;
+                int eq = p.IndexOf('=');
+                if (eq <= 0) throw new UsageException($"--param '{p}' is not name=value");
+                string name = p[..eq].Trim();
+                if (!IsIdentifier(name)) throw new UsageException($"--param '{p}': '{name}' is not a C# identifier");
+                parameters.RemoveAll(kv => kv.Key == name);
+                parameters.Add(KeyValuePair.Create(name, p[(eq + 1)..]));
+                continue;
+            }
+            throw new UsageException($"unknown option '{a}' (see --help)");
+        }
+        return new CliOptions(inputs, outDir ?? "artifacts", parameters, help);
+    }
+
+    static bool IsIdentifier(string s) =>
+        s.Length > 0 && (char.IsLetter(s[0]) || s[0] == '_') && s.All(c => char.IsLetterOrDigit(c) || c == '_');
+
+    /// <summary>The notebooks the inputs name: files as given, folders' *.ipynb sorted by name (ordinal).</summary>
+    public static IReadOnlyList<string> ResolveInputs(IReadOnlyList<string> inputs)
+    {
+        var files = new List<string>();
+        var given = inputs.Count > 0 ? inputs : ["notebooks"];
+        foreach (var input in given)
+        {
+            if (Directory.Exists(input))
+            {
+                var found = Directory.GetFiles(input, "*.ipynb", SearchOption.TopDirectoryOnly)
+                    .Where(f => !Path.GetFileName(f).StartsWith('.'))
+                    .OrderBy(f => Path.GetFileName(f), StringComparer.Ordinal).ToList();
+                if (found.Count == 0) throw new UsageException($"no *.ipynb notebooks in folder '{input}'");
+                files.AddRange(found);
+            }
+            else if (File.Exists(input))
+            {
+                if (!input.EndsWith(".ipynb", StringComparison.OrdinalIgnoreCase))
+                    throw new UsageException($"'{input}' is not a notebook (.ipynb)");
+                files.Add(input);
+            }
+            else
+                throw new UsageException(inputs.Count == 0
+                    ? $"no notebook given and no folder 'notebooks' in {Directory.GetCurrentDirectory()}"
+                    : $"no such notebook or folder: '{input}'");
+        }
+        var full = files.Select(Path.GetFullPath).Distinct(StringComparer.Ordinal).ToList();
+        var clash = full.GroupBy(f => Path.GetFileNameWithoutExtension(f), StringComparer.OrdinalIgnoreCase).FirstOrDefault(g => g.Count() > 1);
+        if (clash != null)
+            throw new UsageException($"two notebooks would write the same outputs '{clash.Key}': {string.Join(", ", clash)}");
+        return full;
+    }
+
+    /// <summary>Runs tf-run in this process: parses, checks every notebook, runs them, writes outputs and the summary.</summary>
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        List<PreparedNotebook> prepared;
+        string outDir;
+        try
+        {
+            var options = Parse(args);
+            if (options.Help) { stdout.WriteLine(Usage); return Ok; }
+            var files = ResolveInputs(options.Inputs);
+            outDir = Path.GetFullPath(options.OutDir);
+            var notebooks = files.Select(f => (Path: f, Notebook: LoadOrThrow(f))).ToList();
+            prepared = PrepareAll(notebooks, options.Parameters);
+        }
+        catch (Exception e) when (e is UsageException or NotebookFormatException or ParameterException)
+        {
+            stderr.WriteLine($"tf-run: error: {OneLine(e.Message)}");
+            return UsageError;
+        }
+
+        var executor = new NotebookExecutor(stderr);
+        var results = new List<NotebookRunResult>();
+        foreach (var p in prepared)
+            results.Add(executor.Run(p, outDir));
+        AtomicFile.WriteAllText(Path.Combine(outDir, "index.html"), HtmlReport.RenderIndex(results, DateTime.UtcNow));
+        stdout.Write(Summary(results));
+        stdout.WriteLine($"outputs: {outDir}");
+        stdout.Flush();
+        return results.All(r => r.Succeeded) ? Ok : NotebookFailed;
+    }
+
+    static Notebook LoadOrThrow(string path) => Notebook.Load(path);
+
+    /// <summary>
+    /// Injects the parameters into each notebook. One notebook: every --param must be one of its parameters.
+    /// Several: each notebook takes the ones it declares; a --param no notebook declares is an error.
+    /// </summary>
+    internal static List<PreparedNotebook> PrepareAll(IReadOnlyList<(string Path, Notebook Notebook)> notebooks,
+                                                      IReadOnlyList<KeyValuePair<string, string>> parameters)
+    {
+        bool strict = notebooks.Count == 1;
+        var result = notebooks.Select(n => NotebookExecutor.Prepare(n.Notebook, Path.GetFileNameWithoutExtension(n.Path), parameters, strict)).ToList();
+        if (!strict)
+            foreach (var (name, _) in parameters)
+                if (!result.Any(r => r.AppliedParameters.Any(a => a.Key == name)))
+                {
+                    var known = notebooks.SelectMany(n => DeclaredIn(n.Notebook)).Distinct().OrderBy(x => x, StringComparer.Ordinal).ToList();
+                    throw new ParameterException($"unknown parameter '{name}': no selected notebook declares it; parameters declared: " +
+                                                 (known.Count == 0 ? "(none — no notebook has a parameters cell)" : string.Join(", ", known)));
+                }
+        return result;
+    }
+
+    static IEnumerable<string> DeclaredIn(Notebook nb)
+    {
+        var cell = nb.Cells.OfType<System.Text.Json.Nodes.JsonObject>()
+            .FirstOrDefault(c => Notebook.CellType(c) == "code" && Notebook.Tags(c).Contains(Parameters.ParametersTag));
+        return cell == null ? [] : Parameters.Parse(Notebook.Source(cell)).Select(p => p.Name);
+    }
+
+    static string OneLine(string s) => s.Replace("\r", " ").Replace("\n", " ");
+
+    /// <summary>The end-of-run table: notebook, cells run / code cells, seconds, status.</summary>
+    public static string Summary(IReadOnlyList<NotebookRunResult> results)
+    {
+        int w = Math.Max("notebook".Length, results.Count == 0 ? 0 : results.Max(r => r.Name.Length));
+        var sb = new StringBuilder();
+        sb.AppendLine($"{"notebook".PadRight(w)}  {"cells",7}  {"seconds",8}  status");
+        sb.AppendLine($"{new string('-', w)}  {new string('-', 7)}  {new string('-', 8)}  ------");
+        foreach (var r in results)
+            sb.AppendLine($"{r.Name.PadRight(w)}  {$"{r.ExecutedCells}/{r.CodeCells}",7}  {r.Elapsed.TotalSeconds.ToString("F1", CultureInfo.InvariantCulture),8}  " +
+                          (r.Succeeded ? "ok" : "FAILED: " + OneLine(r.Error ?? "")));
+        return sb.ToString();
+    }
+}

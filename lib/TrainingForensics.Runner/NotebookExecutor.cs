@@ -1,0 +1,337 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Reflection;
+using System.Text.Json.Nodes;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp.Scripting;
+using Microsoft.CodeAnalysis.Scripting;
+using TrainingForensics.Results;
+using TrainingForensics.Runner.Scripting;
+
+namespace TrainingForensics.Runner;
+
+/// <summary>A code cell in a kernel other than C#.</summary>
+public sealed class UnsupportedKernelException(string message) : Exception(message);
+
+/// <summary>A notebook ready to run: the executed copy (parameters injected) and the label of each cell.</summary>
+public sealed class PreparedNotebook
+{
+    public required string Name { get; init; }
+    public required string SourcePath { get; init; }
+    public required Notebook Executed { get; init; }
+    /// <summary>Per cell of <see cref="Executed"/>: "cell N" (N = position in the source notebook) or "injected parameters cell".</summary>
+    public required IReadOnlyList<string> Labels { get; init; }
+    public IReadOnlyList<KeyValuePair<string, string>> AppliedParameters { get; init; } = [];
+}
+
+public sealed record NotebookRunResult(
+    string Name, string SourcePath, int CodeCells, int ExecutedCells, TimeSpan Elapsed, bool Succeeded,
+    string? Error, string NotebookPath, string HtmlPath, string FiguresPath);
+
+/// <summary>
+/// Runs a notebook's C# cells in order in one Roslyn scripting state (each cell a continuation of the previous, like
+/// the .NET Interactive C# kernel), collects the outputs in nbformat 4 shape and writes the executed notebook, its
+/// HTML page and its figures. One executor per run: it shares one <see cref="ScriptOptions"/> between notebooks.
+/// </summary>
+public sealed class NotebookExecutor
+{
+    readonly Formatters _formatters;
+    readonly TextWriter _progress;
+    readonly ScriptOptions _options;
+    readonly object _progressGate = new();
+
+    /// <summary>Seconds between "still running" lines for a long cell.</summary>
+    public TimeSpan Heartbeat { get; init; } = TimeSpan.FromSeconds(15);
+
+    public NotebookExecutor(TextWriter progress, Formatters? formatters = null)
+    {
+        _progress = progress;
+        _formatters = formatters ?? Formatters.Default;
+        _options = ScriptReferences.Options;
+    }
+
+    /// <summary>Copies the notebook and injects the --param values after its parameters cell (throws <see cref="ParameterException"/>).</summary>
+    public static PreparedNotebook Prepare(Notebook source, string name, IReadOnlyList<KeyValuePair<string, string>> parameters, bool strictParameters)
+    {
+        var nb = source.Clone();
+        var labels = Enumerable.Range(1, nb.Cells.Count).Select(i => $"cell {i}").ToList();
+        var applied = new List<KeyValuePair<string, string>>();
+        int paramIndex = -1;
+        for (int i = 0; i < nb.Cells.Count; i++)
+        {
+            var c = (JsonObject)nb.Cells[i]!;
+            if (Notebook.CellType(c) == "code" && Notebook.Tags(c).Contains(Parameters.ParametersTag)) { paramIndex = i; break; }
+        }
+        var declared = paramIndex < 0 ? null : Parameters.Parse(Notebook.Source((JsonObject)nb.Cells[paramIndex]!));
+        string? injected = Parameters.InjectedSource(declared, parameters, strictParameters, name);
+        if (injected != null)
+        {
+            var cell = new JsonObject
+            {
+                ["cell_type"] = "code",
+                ["execution_count"] = null,
+                ["metadata"] = new JsonObject
+                {
+                    ["polyglot_notebook"] = new JsonObject { ["kernelName"] = "csharp" },
+                    ["tags"] = new JsonArray(Parameters.InjectedTag),
+                },
+                ["outputs"] = new JsonArray(),
+                ["source"] = Notebook.ToLines(injected),
+            };
+            if (nb.NbformatMinor >= 5 || nb.Cells.OfType<JsonObject>().Any(c => c.ContainsKey("id")))
+            {
+                var ids = nb.Cells.OfType<JsonObject>().Select(c => c["id"]?.ToString()).ToHashSet();
+                string id = "injected-parameters";
+                for (int k = 2; ids.Contains(id); k++) id = $"injected-parameters-{k}";
+                var ordered = new JsonObject { ["id"] = id };
+                foreach (var kv in cell.ToList()) { cell.Remove(kv.Key); ordered[kv.Key] = kv.Value; }
+                cell = ordered;
+            }
+            nb.Cells.Insert(paramIndex + 1, cell);
+            labels.Insert(paramIndex + 1, $"injected parameters cell (after cell {paramIndex + 1})");
+            applied.AddRange(parameters.Where(p => declared!.Any(d => d.Name == p.Key)));
+        }
+        return new PreparedNotebook { Name = name, SourcePath = source.SourcePath ?? name, Executed = nb, Labels = labels, AppliedParameters = applied };
+    }
+
+    sealed record CodeCell(int Index, JsonObject Cell, string Label, string Code, IReadOnlyList<string> ReferencePaths);
+
+    /// <summary>Runs a prepared notebook and writes &lt;out&gt;/&lt;name&gt;.ipynb, .html and .figures.json.</summary>
+    public NotebookRunResult Run(PreparedNotebook prepared, string outDir)
+    {
+        var nb = prepared.Executed;
+        string folder = Path.GetDirectoryName(Path.GetFullPath(prepared.SourcePath)) ?? Directory.GetCurrentDirectory();
+        var watch = Stopwatch.StartNew();
+        var outputs = new Dictionary<int, List<CellOutput>>();
+        var counts = new Dictionary<int, int>();
+        int executed = 0;
+        string? error = null;
+
+        // 1. check every code cell before running any: kernel and magics (a long notebook should not fail at cell 20 on a typo in a #r)
+        var cells = new List<CodeCell>();
+        var magics = new Magics();
+        for (int i = 0; i < nb.Cells.Count && error == null; i++)
+        {
+            var cell = (JsonObject)nb.Cells[i]!;
+            if (Notebook.CellType(cell) != "code") continue;
+            string label = prepared.Labels[i];
+            try
+            {
+                string kernel = nb.KernelOf(cell);
+                if (!Notebook.IsCSharpKernel(kernel))
+                    throw new UnsupportedKernelException($"{label} is a '{kernel}' cell; tf-run runs C# cells only (kernel \"csharp\")");
+                var m = magics.Process(Notebook.Source(cell), folder);
+                cells.Add(new CodeCell(i, cell, label, m.Code, m.ReferencePaths));
+            }
+            catch (Exception e) when (e is MagicException or UnsupportedKernelException)
+            {
+                string msg = e is MagicException ? $"{label}, {e.Message}" : e.Message;
+                outputs[i] = [new ErrorOutput(e.GetType().FullName!, msg, [$"{e.GetType().FullName}: {msg}"])];
+                error = $"{label}: {e.Message}";
+            }
+        }
+
+        // 2. run
+        int total = cells.Count;
+        Progress($"[{prepared.Name}] {total} code cell(s)" + (error != null ? " — not run: " + error : ""));
+        if (error == null)
+        {
+            Figures.Reset();
+            var stdout = Console.Out;
+            var stderr = Console.Error;
+            OutputSink.Begin(_formatters);
+            Console.SetOut(new CaptureWriter("stdout", stdout));
+            Console.SetError(new CaptureWriter("stderr", stderr));
+            try
+            {
+                ScriptState<object>? state = null;
+                var globals = new NotebookGlobals();
+                var extraRefs = new List<MetadataReference>();
+                int k = 0;
+                foreach (var c in cells)
+                {
+                    k++;
+                    var list = new List<CellOutput>();
+                    outputs[c.Index] = list;
+                    if (string.IsNullOrWhiteSpace(c.Code)) continue; // an empty cell: nothing to run, no count
+                    int count = ++executed;
+                    counts[c.Index] = count;
+                    OutputSink.SetCell(list);
+                    var cellWatch = Stopwatch.StartNew();
+                    Progress($"[{prepared.Name}] {c.Label} ({k}/{total}) running…");
+                    using var heartbeat = new Timer(_ => Progress($"[{prepared.Name}] {c.Label} ({k}/{total}) still running, {cellWatch.Elapsed.TotalSeconds:F0} s"),
+                        null, Heartbeat, Heartbeat);
+                    try
+                    {
+                        extraRefs.AddRange(c.ReferencePaths.Select(p => MetadataReference.CreateFromFile(p)));
+                        var options = _options.WithFilePath(c.Label).AddReferences(extraRefs);
+                        state = state == null
+                            ? CSharpScript.RunAsync<object>(c.Code, options, globals, typeof(NotebookGlobals)).GetAwaiter().GetResult()
+                            : state.ContinueWithAsync<object>(c.Code, options).GetAwaiter().GetResult();
+                        if (state.ReturnValue is { } value && HasTrailingExpression(c.Code))
+                            list.Add(new ResultOutput(FormatSafely(value), count));
+                        heartbeat.Change(Timeout.Infinite, Timeout.Infinite);
+                        Console.Out.Flush();
+                        Progress($"[{prepared.Name}] {c.Label} ({k}/{total}) done in {cellWatch.Elapsed.TotalSeconds:F1} s");
+                    }
+                    catch (Exception e)
+                    {
+                        heartbeat.Change(Timeout.Infinite, Timeout.Infinite);
+                        var err = ErrorFor(e, c.Label, prepared.Labels);
+                        OutputSink.SetCell(null);
+                        list.Add(err);
+                        error = $"{c.Label}: {err.Ename}: {FirstLine(err.Evalue)}";
+                        Progress($"[{prepared.Name}] {c.Label} ({k}/{total}) FAILED after {cellWatch.Elapsed.TotalSeconds:F1} s: {err.Ename}: {FirstLine(err.Evalue)}");
+                        break;
+                    }
+                }
+            }
+            finally
+            {
+                OutputSink.End();
+                Console.SetOut(stdout);
+                Console.SetError(stderr);
+            }
+        }
+        watch.Stop();
+
+        // 3. outputs into the executed copy; cells after a failure keep no outputs
+        foreach (var c in nb.Cells.OfType<JsonObject>().Select((cell, i) => (cell, i)).Where(x => Notebook.CellType(x.cell) == "code"))
+        {
+            c.cell["outputs"] = outputs.TryGetValue(c.i, out var list) ? ToJson(list) : new JsonArray();
+            c.cell["execution_count"] = counts.TryGetValue(c.i, out int n) ? n : null;
+        }
+        EmbedPlotlyOnce(nb);
+        nb.Root["metadata"]!["tf_run"] = new JsonObject
+        {
+            ["status"] = error == null ? "ok" : "failed",
+            ["duration_s"] = Math.Round(watch.Elapsed.TotalSeconds, 3),
+            ["finished_utc"] = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture),
+            ["source"] = prepared.SourcePath,
+            ["parameters"] = new JsonObject(prepared.AppliedParameters.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)JsonValue.Create(p.Value)))),
+            ["error"] = error,
+        };
+
+        string nbPath = Path.Combine(outDir, prepared.Name + ".ipynb");
+        string htmlPath = Path.Combine(outDir, prepared.Name + ".html");
+        string figuresPath = Path.Combine(outDir, prepared.Name + ".figures.json");
+        nb.Save(nbPath);
+        AtomicFile.WriteAllText(htmlPath, HtmlReport.Render(nb, prepared.Name, error));
+        if (error != null && executed == 0) Figures.Reset(); // nothing ran: no stale figures from the notebook before
+        Figures.WriteJson(figuresPath, prepared.Name);
+        return new NotebookRunResult(prepared.Name, prepared.SourcePath, total, executed, watch.Elapsed, error == null, error, nbPath, htmlPath, figuresPath);
+    }
+
+    MimeBundle FormatSafely(object value)
+    {
+        try { return _formatters.Format(value); }
+        catch (Exception e) { return MimeBundle.Text($"<{value.GetType().Name} could not be formatted: {e.GetType().Name}: {e.Message}>"); }
+    }
+
+    /// <summary>Whether the cell ends in an expression without ';' (the cell's value), as opposed to statements.</summary>
+    static bool HasTrailingExpression(string code)
+    {
+        var tree = Microsoft.CodeAnalysis.CSharp.CSharpSyntaxTree.ParseText(code,
+            new Microsoft.CodeAnalysis.CSharp.CSharpParseOptions(Microsoft.CodeAnalysis.CSharp.LanguageVersion.Latest, kind: SourceCodeKind.Script));
+        var root = (Microsoft.CodeAnalysis.CSharp.Syntax.CompilationUnitSyntax)tree.GetRoot();
+        return root.Members.LastOrDefault() is Microsoft.CodeAnalysis.CSharp.Syntax.GlobalStatementSyntax
+        {
+            Statement: Microsoft.CodeAnalysis.CSharp.Syntax.ExpressionStatementSyntax { SemicolonToken.IsMissing: true }
+        };
+    }
+
+    void Progress(string line)
+    {
+        lock (_progressGate)
+        {
+            _progress.WriteLine(line);
+            _progress.Flush();
+        }
+    }
+
+    static string FirstLine(string s) => s.Split('\n')[0].TrimEnd('\r');
+
+    /// <summary>An nbformat error output for a failed cell: exception type, message, "cell N, line L" and the stack.</summary>
+    internal static ErrorOutput ErrorFor(Exception e, string label, IReadOnlyList<string> labels)
+    {
+        while (e is TargetInvocationException { InnerException: { } inner }) e = inner;
+        if (e is AggregateException { InnerExceptions.Count: 1 } agg) e = agg.InnerExceptions[0];
+
+        if (e is CompilationErrorException ce)
+        {
+            var errors = ce.Diagnostics.Where(d => d.Severity == DiagnosticSeverity.Error).ToList();
+            if (errors.Count == 0) errors = ce.Diagnostics.ToList();
+            var tb = new List<string> { $"{label}: compilation failed ({errors.Count} error{(errors.Count == 1 ? "" : "s")})" };
+            foreach (var d in errors)
+            {
+                var span = d.Location.GetLineSpan();
+                tb.Add(d.Location.IsInSource
+                    ? $"{label}, line {span.StartLinePosition.Line + 1}, column {span.StartLinePosition.Character + 1}: error {d.Id}: {d.GetMessage(CultureInfo.InvariantCulture)}"
+                    : $"{label}: error {d.Id}: {d.GetMessage(CultureInfo.InvariantCulture)}");
+            }
+            return new ErrorOutput(e.GetType().FullName!, string.Join("\n", tb.Skip(1)), tb);
+        }
+
+        var traceback = new List<string>();
+        var frame = new StackTrace(e, true).GetFrames()
+            .FirstOrDefault(f => f.GetFileName() is { } file && labels.Contains(file) && f.GetFileLineNumber() > 0);
+        string where = frame != null ? $"{frame.GetFileName()}, line {frame.GetFileLineNumber()}" : label;
+        traceback.Add($"{e.GetType().FullName}: {e.Message}");
+        traceback.Add($"   at {where}" + (frame != null && frame.GetFileName() != label ? $" (called from {label})" : ""));
+        foreach (var line in (e.StackTrace ?? "").Split('\n'))
+        {
+            string l = line.TrimEnd('\r');
+            if (l.Contains("Microsoft.CodeAnalysis.Scripting", StringComparison.Ordinal)) break; // the runner's own frames
+            if (l.Length > 0 && !l.StartsWith("--- End of stack trace", StringComparison.Ordinal)) traceback.Add(l);
+        }
+        for (var inner = e.InnerException; inner != null; inner = inner.InnerException)
+            traceback.Add($" ---> {inner.GetType().FullName}: {inner.Message}");
+        return new ErrorOutput(e.GetType().FullName!, e.Message, traceback);
+    }
+
+    static JsonArray ToJson(List<CellOutput> list)
+    {
+        var arr = new JsonArray();
+        foreach (var o in list)
+            arr.Add(o switch
+            {
+                StreamOutput s => new JsonObject { ["name"] = s.Name, ["output_type"] = "stream", ["text"] = Notebook.ToLines(s.Text.ToString()) },
+                DisplayedOutput d => new JsonObject { ["data"] = Bundle(d.Data), ["metadata"] = new JsonObject(), ["output_type"] = "display_data" },
+                ResultOutput r => new JsonObject
+                {
+                    ["data"] = Bundle(r.Data), ["execution_count"] = r.ExecutionCount, ["metadata"] = new JsonObject(), ["output_type"] = "execute_result",
+                },
+                ErrorOutput e => new JsonObject
+                {
+                    ["ename"] = e.Ename, ["evalue"] = e.Evalue, ["output_type"] = "error",
+                    ["traceback"] = new JsonArray(e.Traceback.Select(t => (JsonNode?)JsonValue.Create(t)).ToArray()),
+                },
+                _ => throw new InvalidOperationException(o.GetType().Name),
+            });
+        return arr;
+    }
+
+    static JsonObject Bundle(MimeBundle b)
+    {
+        var data = new JsonObject();
+        foreach (var (mime, text) in b) data[mime] = Notebook.ToLines(text);
+        return data;
+    }
+
+    /// <summary>Puts plotly.js (inline) before the first chart of the notebook, so the .ipynb renders offline.</summary>
+    internal static void EmbedPlotlyOnce(Notebook nb)
+    {
+        foreach (var cell in nb.Cells.OfType<JsonObject>())
+        {
+            if (cell["outputs"] is not JsonArray outs) continue;
+            foreach (var o in outs.OfType<JsonObject>())
+            {
+                if (o["data"]?[MimeBundle.Html] is not { } htmlNode) continue;
+                string html = Notebook.MultilineText(htmlNode);
+                if (!html.Contains(Formatters.ChartMarker, StringComparison.Ordinal)) continue;
+                o["data"]![MimeBundle.Html] = Notebook.ToLines(PlotlyJs.ScriptTag() + "\n" + html);
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace TrainingForensics.Data;
+
+/// <summary>Images (N×1×H×W float32 in [0,1]) with their class labels (N, int64), kept on the CPU.</summary>
+public sealed class ImageSet : IDisposable
+{
+    public Tensor Images { get; }
+    public Tensor Labels { get; }
+    public string Name { get; }
+    public long Count => Labels.shape[0];
+
+    public ImageSet(string name, Tensor images, Tensor labels)
+    {
+        if (images.dim() != 4) throw new ArgumentException($"{name}: images must be N×C×H×W, got [{string.Join(",", images.shape)}]");
+        if (labels.dim() != 1 || labels.shape[0] != images.shape[0])
+            throw new ArgumentException($"{name}: labels must be one per image, got [{string.Join(",", labels.shape)}] for {images.shape[0]} images");
+        Name = name; Images = images; Labels = labels;
+    }
+
+    /// <summary>The first <paramref name="n"/> examples (a view, no copy): quick configurations use it.</summary>
+    public ImageSet Take(long n)
+    {
+        if (n <= 0) throw new ArgumentOutOfRangeException(nameof(n), n, "must take at least one example");
+        n = Math.Min(n, Count);
+        return new ImageSet($"{Name}[:{n}]", Images.narrow(0, 0, n), Labels.narrow(0, 0, n));
+    }
+
+    /// <summary>Images flattened to N×(C·H·W), as an MLP takes them.</summary>
+    public Tensor Flat() => Images.reshape(Count, -1);
+
+    /// <summary>
+    /// Mini-batches in a random order drawn from <paramref name="generator"/> (or in file order), moved to
+    /// <paramref name="device"/>. Each batch's tensors are created in the caller's dispose scope.
+    /// </summary>
+    public IEnumerable<(Tensor X, Tensor Y)> Batches(int batchSize, bool shuffle = true, Generator? generator = null,
+        Device? device = null, bool flatten = false, bool dropLast = false)
+    {
+        if (batchSize <= 0) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "batch size must be positive");
+        long[] index;
+        // Own scope: this runs lazily inside whatever scope the caller opened for the first batch.
+        using (NewDisposeScope())
+            index = (shuffle ? randperm(Count, generator: generator) : arange(Count)).data<long>().ToArray();
+        for (long start = 0; start < Count; start += batchSize)
+        {
+            long n = Math.Min(batchSize, Count - start);
+            if (dropLast && n < batchSize) yield break;
+            var idx = tensor(index.AsSpan((int)start, (int)n).ToArray());
+            var x = Images.index_select(0, idx);
+            if (flatten) x = x.reshape(n, -1);
+            var y = Labels.index_select(0, idx);
+            if (device != null && device.type != DeviceType.CPU) { x = x.to(device); y = y.to(device); }
+            yield return (x, y);
+        }
+    }
+
+    public void Dispose()
+    {
+        Images.Dispose();
+        Labels.Dispose();
+    }
+}
+
+/// <summary>The MNIST training and test sets.</summary>
+public sealed class MnistData : IDisposable
+{
+    public ImageSet Train { get; }
+    public ImageSet Test { get; }
+    public string Directory { get; }
+    internal MnistData(string directory, ImageSet train, ImageSet test) { Directory = directory; Train = train; Test = test; }
+    public void Dispose() { Train.Dispose(); Test.Dispose(); }
+}
+
+/// <summary>
+/// Loads MNIST (or a data set in the same format, such as Fashion-MNIST) from the four original IDX .gz files,
+/// after checking each file's md5 (from MD5SUMS beside them, when present), IDX header, sizes and labels.
+/// </summary>
+public static class Mnist
+{
+    public const string TrainImages = "train-images-idx3-ubyte.gz";
+    public const string TrainLabels = "train-labels-idx1-ubyte.gz";
+    public const string TestImages = "t10k-images-idx3-ubyte.gz";
+    public const string TestLabels = "t10k-labels-idx1-ubyte.gz";
+
+    /// <summary>Loads the data set in <paramref name="directory"/> (default: <c>data/mnist</c> of this repository).</summary>
+    /// <param name="expectedTrain">Training examples the files must hold (MNIST: 60,000); null skips the check.</param>
+    /// <param name="expectedTest">Test examples the files must hold (MNIST: 10,000); null skips the check.</param>
+    public static MnistData Load(string? directory = null, int? expectedTrain = 60_000, int? expectedTest = 10_000, int classes = 10)
+    {
+        string dir = directory ?? DataPaths.Find("mnist");
+        if (!System.IO.Directory.Exists(dir)) throw new DataFileException(dir, "data directory not found");
+        VerifyChecksums(dir);
+        var train = LoadSet(dir, "train", TrainImages, TrainLabels, expectedTrain, classes);
+        try
+        {
+            var test = LoadSet(dir, "test", TestImages, TestLabels, expectedTest, classes);
+            return new MnistData(dir, train, test);
+        }
+        catch
+        {
+            train.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Checks each file listed in the directory's MD5SUMS (if it has one) that belongs to the data set.</summary>
+    public static void VerifyChecksums(string directory)
+    {
+        string sumsPath = Path.Combine(directory, "MD5SUMS");
+        if (!File.Exists(sumsPath)) return;
+        var sums = IdxFile.ReadMd5Sums(sumsPath);
+        foreach (var name in new[] { TrainImages, TrainLabels, TestImages, TestLabels })
+        {
+            string path = Path.Combine(directory, name);
+            if (!File.Exists(path)) throw new DataFileException(path, "file not found");
+            if (!sums.TryGetValue(name, out var expected)) continue;
+            string actual = IdxFile.Md5(path);
+            if (actual != expected)
+                throw new DataFileException(path, $"md5 {actual} differs from {expected} in {sumsPath}: the file is corrupt or not the original");
+        }
+    }
+
+    static ImageSet LoadSet(string dir, string name, string imagesFile, string labelsFile, int? expected, int classes)
+    {
+        var images = IdxFile.Read(Path.Combine(dir, imagesFile), 3);
+        var labels = IdxFile.Read(Path.Combine(dir, labelsFile), 1);
+        int n = images.Shape[0];
+        if (expected is { } e && n != e) throw new DataFileException(images.Path, $"holds {n:N0} images, expected {e:N0}");
+        if (labels.Shape[0] != n)
+            throw new DataFileException(labels.Path, $"holds {labels.Shape[0]:N0} labels but {Path.GetFileName(images.Path)} holds {n:N0} images");
+        for (int i = 0; i < labels.Data.Length; i++)
+            if (labels.Data[i] >= classes)
+                throw new DataFileException(labels.Path, $"label {labels.Data[i]} at index {i} is not a class 0–{classes - 1}");
+        int h = images.Shape[1], w = images.Shape[2];
+        using var bytes = tensor(images.Data, new long[] { n, 1, h, w }, ScalarType.Byte);
+        var x = bytes.to_type(ScalarType.Float32).div_(255f);
+        var y = tensor(labels.Data, ScalarType.Byte).to_type(ScalarType.Int64);
+        return new ImageSet(name, x, y);
+    }
+}

@@ -1,0 +1,123 @@
+using System.Diagnostics;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace TrainingForensics.Training;
+
+/// <summary>
+/// What a hook sees during one step. Tensors are valid only inside the hook (they belong to the step's dispose
+/// scope); copy numbers out with <see cref="Log"/>.
+/// </summary>
+public sealed class StepContext
+{
+    internal readonly Dictionary<string, double> Logged = new();
+    public required int Epoch { get; init; }
+    public required long Step { get; init; }
+    public required Tensor Inputs { get; init; }
+    public required Tensor Targets { get; init; }
+    public required Tensor Outputs { get; init; }
+    public required Tensor Loss { get; init; }
+    public required nn.Module<Tensor, Tensor> Model { get; init; }
+    public required optim.Optimizer Optimizer { get; init; }
+    /// <summary>Adds a named number to this step's record (a column of <see cref="TrainingHistory.StepsFrame"/>).</summary>
+    public void Log(string name, double value) => Logged[name] = value;
+}
+
+/// <summary>
+/// A small, readable training loop: zero_grad → forward → loss → backward → [AfterBackward hooks] → step →
+/// [AfterStep hooks], one dispose scope per step so native memory stays flat, and a history of every step.
+/// Probes attach to the two hooks: AfterBackward sees the gradients and the weights before the update,
+/// AfterStep sees the weights after it.
+/// </summary>
+public sealed class TrainingLoop
+{
+    readonly nn.Module<Tensor, Tensor> _model;
+    readonly optim.Optimizer _optimizer;
+    readonly Func<Tensor, Tensor, Tensor> _loss;
+    long _step;
+
+    public TrainingLoop(nn.Module<Tensor, Tensor> model, optim.Optimizer optimizer, Func<Tensor, Tensor, Tensor> loss, string name = "run")
+    {
+        _model = model ?? throw new ArgumentNullException(nameof(model));
+        _optimizer = optimizer ?? throw new ArgumentNullException(nameof(optimizer));
+        _loss = loss ?? throw new ArgumentNullException(nameof(loss));
+        History = new TrainingHistory(name);
+    }
+
+    public TrainingHistory History { get; }
+
+    /// <summary>Gradients are present, weights not yet updated.</summary>
+    public event Action<StepContext>? AfterBackward;
+    /// <summary>Weights updated.</summary>
+    public event Action<StepContext>? AfterStep;
+    /// <summary>An epoch (and its evaluation) finished.</summary>
+    public event Action<EpochRecord>? EpochEnded;
+
+    /// <summary>Log each step's training accuracy (argmax of outputs vs targets) as "accuracy".</summary>
+    public bool TrackAccuracy { get; init; }
+
+    /// <summary>Steps taken so far.</summary>
+    public long StepCount => _step;
+
+    /// <summary>One optimisation step on one batch; returns its record (also added to <see cref="History"/>).</summary>
+    public StepRecord Step(Tensor inputs, Tensor targets, int epoch = 0)
+    {
+        using var scope = NewDisposeScope();
+        var watch = Stopwatch.StartNew();
+        _model.train();
+        _optimizer.zero_grad();
+        var outputs = _model.call(inputs);
+        var loss = _loss(outputs, targets);
+        if (loss.numel() != 1)
+            throw new InvalidOperationException($"the loss must be a single number, got shape [{string.Join(",", loss.shape)}] (missing reduction?)");
+        loss.backward();
+        var ctx = new StepContext
+        {
+            Epoch = epoch, Step = _step, Inputs = inputs, Targets = targets, Outputs = outputs, Loss = loss,
+            Model = _model, Optimizer = _optimizer,
+        };
+        AfterBackward?.Invoke(ctx);
+        _optimizer.step();
+        AfterStep?.Invoke(ctx);
+        double lossValue = loss.item<float>();
+        if (TrackAccuracy && targets.dim() == 1 && outputs.dim() == 2 && outputs.shape[1] > 1)
+            ctx.Log("accuracy", Metrics.Accuracy.Compute(outputs, targets));
+        var record = new StepRecord(epoch, _step, lossValue, watch.Elapsed.TotalSeconds, new Dictionary<string, double>(ctx.Logged));
+        History.Add(record);
+        _step++;
+        return record;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="epochs"/> epochs over <paramref name="batches"/>(epoch), then <paramref name="evaluate"/>
+    /// after each epoch (its values go into the epoch record). <paramref name="maxSteps"/> stops early.
+    /// </summary>
+    public TrainingHistory Run(Func<int, IEnumerable<(Tensor X, Tensor Y)>> batches, int epochs,
+        Func<IReadOnlyDictionary<string, double>>? evaluate = null, long? maxSteps = null)
+    {
+        if (epochs < 0) throw new ArgumentOutOfRangeException(nameof(epochs), epochs, "epochs cannot be negative");
+        for (int epoch = 1; epoch <= epochs; epoch++)
+        {
+            var watch = Stopwatch.StartNew();
+            long first = _step;
+            double lossSum = 0;
+            using (var e = batches(epoch).GetEnumerator())
+            {
+                while (maxSteps is null || _step < maxSteps)
+                {
+                    // The scope opens before MoveNext so the batch tensors the enumerator creates are disposed with the step.
+                    using var scope = NewDisposeScope();
+                    if (!e.MoveNext()) break;
+                    lossSum += Step(e.Current.X, e.Current.Y, epoch).Loss;
+                }
+            }
+            long steps = _step - first;
+            var values = evaluate?.Invoke() ?? new Dictionary<string, double>();
+            var record = new EpochRecord(epoch, steps, steps > 0 ? lossSum / steps : double.NaN, watch.Elapsed.TotalSeconds, values);
+            History.Add(record);
+            EpochEnded?.Invoke(record);
+            if (maxSteps is { } m && _step >= m) break;
+        }
+        return History;
+    }
+}

@@ -1,0 +1,94 @@
+using System.Text.Json;
+using TorchSharp;
+using TrainingForensics.Charts;
+using TrainingForensics.Results;
+using static TorchSharp.torch;
+
+namespace TrainingForensics.Tests.Library;
+
+public class ChartsTests
+{
+    static JsonElement Json(Plotly.NET.GenericChart chart) => JsonDocument.Parse(TrainingForensics.Charts.Charts.ToJson(chart)).RootElement;
+
+    [Fact]
+    public void Side_by_side_panels_have_their_own_axes_and_a_shared_legend()
+    {
+        var chart = TrainingForensics.Charts.Charts.SideBySide("runs",
+            new Panel("loss", "step", "loss", new[] { Series.Of("a", new[] { 3.0, 2, double.NaN }), Series.Of("b", new[] { 3.0, 1, 0.5 }) }, LogY: true),
+            new Panel("accuracy", "epoch", "acc", new[] { Series.Of("a", new[] { 0.5, 0.9 }) }));
+        var json = Json(chart);
+        var data = json.GetProperty("data").EnumerateArray().ToList();
+        Assert.Equal(3, data.Count);
+        Assert.Equal("y2", data[2].GetProperty("yaxis").GetString());
+        Assert.False(data[2].GetProperty("showlegend").GetBoolean()); // "a" already in the legend
+        Assert.Equal(JsonValueKind.Null, data[0].GetProperty("y")[2].ValueKind); // NaN → gap, valid JSON
+        Assert.Equal("log", json.GetProperty("layout").GetProperty("yaxis").GetProperty("type").GetString());
+        Assert.Equal("linear", json.GetProperty("layout").GetProperty("yaxis2").GetProperty("type").GetString());
+    }
+
+    [Fact]
+    public void Image_grid_tiles_images_with_captions()
+    {
+        var images = rand(5, 1, 4, 4);
+        var json = Json(TrainingForensics.Charts.Charts.ImageGrid(images, new[] { "0", "1", "2", "3", "4" }, columns: 3));
+        var z = json.GetProperty("data")[0].GetProperty("z");
+        Assert.Equal(2 * (4 + 2), z.GetArrayLength());
+        Assert.Equal(3 * (4 + 2), z[0].GetArrayLength());
+        Assert.Equal(images[0, 0, 0, 0].item<float>(), z[0][0].GetDouble(), 5);
+        Assert.Equal(5, json.GetProperty("layout").GetProperty("annotations").GetArrayLength());
+        Assert.Throws<ArgumentException>(() => TrainingForensics.Charts.Charts.ImageGrid(images, new[] { "x" }));
+        Assert.Throws<ArgumentException>(() => TrainingForensics.Charts.Charts.ImageGrid(rand(5, 3, 4, 4)));
+    }
+
+    [Fact]
+    public void Mismatched_series_and_heatmap_names_are_refused()
+    {
+        Assert.Throws<ArgumentException>(() => TrainingForensics.Charts.Charts.Lines("t", "x", "y", new[] { new Series("s", new[] { 1.0 }, new[] { 1.0, 2 }) }));
+        Assert.Throws<ArgumentException>(() => TrainingForensics.Charts.Charts.Heatmap("t", new double[2, 2], new[] { "a" }, new[] { "a", "b" }));
+        var hm = Json(TrainingForensics.Charts.Charts.Heatmap("t", new double[,] { { 1, 2 }, { 3, 4 } }, new[] { "r1", "r2" }, new[] { "c1", "c2" }, annotate: true));
+        Assert.Equal(4, hm.GetProperty("data")[0].GetProperty("z")[1][1].GetDouble());
+    }
+
+    [Fact]
+    public void Moving_average_is_trailing()
+    {
+        Assert.Equal(new[] { 1.0, 1.5, 2.5, 3.5 }, TrainingForensics.Charts.Charts.MovingAverage(new[] { 1.0, 2, 3, 4 }, 2));
+        Assert.Throws<ArgumentOutOfRangeException>(() => TrainingForensics.Charts.Charts.MovingAverage(new[] { 1.0 }, 0));
+    }
+}
+
+public class FiguresTests
+{
+    [Fact]
+    public void Figures_round_trip_through_json_exactly()
+    {
+        Figures.Reset();
+        Figures.Record("frozen_loss", 0.79326165f, "nats", "evaluation loss at the plateau");
+        Figures.Record("first_step", 3L);
+        Figures.Record("collapsed", true);
+        Figures.Record("device", "cpu");
+        Figures.Record("first_step", 4L); // last value wins, order kept
+        using var dir = new TempDir();
+        string path = dir.File("nb.figures.json");
+        Figures.WriteJson(path, "01-loss-plateau");
+        var read = Figures.ReadJson(path);
+        Assert.Equal((double)0.79326165f, (double)read["frozen_loss"]);
+        Assert.Equal(4.0, read["first_step"]);
+        Assert.Equal(true, read["collapsed"]);
+        Assert.Equal("cpu", read["device"]);
+        Assert.Equal(4, Figures.All.Count);
+        Assert.Equal("01-loss-plateau", JsonDocument.Parse(File.ReadAllText(path)).RootElement.GetProperty("notebook").GetString());
+        Assert.Empty(Directory.GetFiles(dir.Path, "*.tmp*"));
+        Assert.Throws<KeyNotFoundException>(() => Figures.Get("nope"));
+        Figures.Reset();
+        Assert.Empty(Figures.All);
+    }
+
+    [Fact]
+    public void Bad_names_and_non_finite_values_are_refused()
+    {
+        Assert.Throws<ArgumentException>(() => Figures.Record("Frozen Loss", 1.0));
+        Assert.Throws<ArgumentException>(() => Figures.Record("1st", 1.0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Figures.Record("x", double.NaN));
+    }
+}

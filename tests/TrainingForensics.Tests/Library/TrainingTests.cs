@@ -1,0 +1,124 @@
+using TorchSharp;
+using TrainingForensics.Models;
+using TrainingForensics.Setup;
+using TrainingForensics.Training;
+using static TorchSharp.torch;
+
+namespace TrainingForensics.Tests.Library;
+
+public class TrainingTests
+{
+    /// <summary>Two Gaussian blobs in 4-D: linearly separable, so a healthy loop must learn them.</summary>
+    static (Tensor X, Tensor Y) Blobs(int n, int seed)
+    {
+        var g = new Generator((ulong)seed);
+        var y = randint(0, 2, new long[] { n }, generator: g);
+        var x = randn(new long[] { n, 4 }, generator: g) * 0.5 + y.unsqueeze(1).to_type(ScalarType.Float32) * 2 - 1;
+        return (x, y);
+    }
+
+    static IEnumerable<(Tensor, Tensor)> Batches(Tensor x, Tensor y, int size)
+    {
+        for (long i = 0; i < x.shape[0]; i += size)
+        {
+            long n = Math.Min(size, x.shape[0] - i);
+            yield return (x.narrow(0, i, n), y.narrow(0, i, n));
+        }
+    }
+
+    static TrainingLoop NewLoop(int seed, out nn.Module<Tensor, Tensor> model)
+    {
+        TorchEnvironment.Reseed(seed);
+        model = Mlp.Create(new[] { 4, 8, 2 });
+        var opt = optim.SGD(model.parameters(), 0.1);
+        return new TrainingLoop(model, opt, (o, t) => nn.functional.cross_entropy(o, t)) { TrackAccuracy = true };
+    }
+
+    [Fact]
+    public void Loop_learns_separable_data_and_records_history()
+    {
+        var (x, y) = Blobs(256, 1);
+        var loop = NewLoop(1, out var model);
+        var history = loop.Run(_ => Batches(x, y, 32), epochs: 5,
+            evaluate: () => new Dictionary<string, double> { ["eval_accuracy"] = Evaluation.Run(model, Batches(x, y, 64)).Accuracy });
+        Assert.Equal(40, history.Steps.Count);
+        Assert.Equal(5, history.Epochs.Count);
+        Assert.True(history.Losses[^1] < history.Losses[0] / 3, $"loss {history.Losses[0]} → {history.Losses[^1]}");
+        Assert.True(history.EpochValues("eval_accuracy")[^1] > 0.95);
+        var steps = history.StepsFrame();
+        Assert.Equal(new[] { "epoch", "step", "loss", "seconds", "accuracy" }, steps.Columns.Select(c => c.Name));
+        Assert.Equal(40, steps.Rows.Count);
+        var epochs = history.EpochsFrame();
+        Assert.Contains("eval_accuracy", epochs.Columns.Select(c => c.Name));
+        Assert.True(model.training); // evaluation restored train mode
+        Assert.Throws<KeyNotFoundException>(() => history.EpochValues("nope"));
+    }
+
+    [Fact]
+    public void Same_seed_gives_identical_losses()
+    {
+        var (x, y) = Blobs(128, 2);
+        var a = NewLoop(5, out _).Run(_ => Batches(x, y, 16), 2).Losses;
+        var b = NewLoop(5, out _).Run(_ => Batches(x, y, 16), 2).Losses;
+        var c = NewLoop(6, out _).Run(_ => Batches(x, y, 16), 2).Losses;
+        Assert.Equal(a, b);
+        Assert.NotEqual(a, c);
+    }
+
+    [Fact]
+    public void Hooks_see_gradients_before_and_weights_after_the_update()
+    {
+        var (x, y) = Blobs(64, 3);
+        var loop = NewLoop(3, out var model);
+        var order = new List<string>();
+        double before = 0, after = 0, grad = 0;
+        loop.AfterBackward += ctx =>
+        {
+            order.Add("backward");
+            var w = model.parameters().First();
+            before = w.sum().item<float>();
+            grad = w.grad!.abs().sum().item<float>();
+            ctx.Log("grad_l1", grad);
+        };
+        loop.AfterStep += ctx => { order.Add("step"); after = model.parameters().First().sum().item<float>(); };
+        loop.Step(x, y);
+        Assert.Equal(new[] { "backward", "step" }, order);
+        Assert.True(grad > 0);
+        Assert.NotEqual(before, after);
+        Assert.Equal(grad, loop.History.Steps[0].Values["grad_l1"], 6);
+    }
+
+    [Fact]
+    public void Native_memory_stays_flat_over_many_steps()
+    {
+        var (x, y) = Blobs(64, 4);
+        var loop = NewLoop(4, out _);
+        loop.Run(_ => Batches(x, y, 16), 2); // warm up lazily created state (optimizer buffers)
+        long live = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        loop.Run(_ => Batches(x, y, 16), 20);
+        Assert.Equal(live, DisposeScopeManager.Statistics.ThreadTotalLiveCount);
+    }
+
+    [Fact]
+    public void Max_steps_stops_early_and_a_non_scalar_loss_is_refused()
+    {
+        var (x, y) = Blobs(64, 5);
+        var loop = NewLoop(5, out var model);
+        loop.Run(_ => Batches(x, y, 8), 10, maxSteps: 12);
+        Assert.Equal(12, loop.StepCount);
+        var bad = new TrainingLoop(model, optim.SGD(model.parameters(), 0.1), (o, t) => nn.functional.cross_entropy(o, t, reduction: nn.Reduction.None));
+        Assert.Contains("single number", Assert.Throws<InvalidOperationException>(() => bad.Step(x, y)).Message);
+    }
+
+    [Fact]
+    public void Mlp_layers_are_named_and_counted()
+    {
+        var m = Mlp.Create(new[] { 784, 256, 128, 10 });
+        Assert.Equal(784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10, Mlp.ParameterCount(m));
+        Assert.Contains("fc3.weight", m.named_parameters().Select(p => p.name));
+        Assert.Throws<ArgumentException>(() => Mlp.Create(new[] { 4 }));
+        Assert.Throws<ArgumentException>(() => Mlp.Create(new[] { 4, 2 }, "tanh"));
+        using var p = Mlp.Create(new[] { 4, 3 }, "softmax").call(randn(2, 4)).sum(1);
+        Assert.Equal(1f, p[0].item<float>(), 5);
+    }
+}
