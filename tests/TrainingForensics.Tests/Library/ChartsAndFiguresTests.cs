@@ -92,3 +92,27 @@ public class FiguresTests
         Assert.Throws<ArgumentOutOfRangeException>(() => Figures.Record("x", double.NaN));
     }
 }
+
+public class ClaimTests
+{
+    [Fact]
+    public void Claims_pass_silently_and_fail_with_the_measured_value()
+    {
+        Claim.Reset();
+        Claim.Near(0.79326165, 0.3132617 + 0.48, 1e-6, "frozen loss equals the analytic floor");
+        Claim.InRange(0.5, 0, 1, "in range");
+        Claim.Equal(3, 3, "count");
+        Claim.That(true, "true");
+        Claim.Above(2, 1, "above");
+        Claim.Below(1, 2, "below");
+        Assert.Equal(6, Claim.Passed.Count);
+        var e = Assert.Throws<ClaimFailedException>(() => Claim.Near(0.9, 0.5, 0.1, "accuracy near the prior"));
+        Assert.Contains("measured 0.9", e.Message);
+        Assert.Contains("accuracy near the prior", e.Message);
+        Assert.Throws<ClaimFailedException>(() => Claim.InRange(double.NaN, 0, 1, "nan is never in range"));
+        Assert.Throws<ClaimFailedException>(() => Claim.Above(double.NaN, 0, "nan"));
+        Assert.Throws<ClaimFailedException>(() => Claim.Equal("a", "b", "text"));
+        Assert.Throws<ClaimFailedException>(() => Claim.That(false, "false"));
+        Assert.Equal(6, Claim.Passed.Count);
+    }
+}
