@@ -135,7 +135,16 @@ public static class RunnerCli
         var executor = new NotebookExecutor(stderr);
         var results = new List<NotebookRunResult>();
         foreach (var p in prepared)
-            results.Add(executor.Run(p, outDir));
+        {
+            try { results.Add(executor.Run(p, outDir)); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // the notebook ran (or not) but its outputs could not be written: report it, go on with the others
+                stderr.WriteLine($"tf-run: error: {p.Name}: cannot write outputs: {OneLine(e.Message)}");
+                results.Add(new NotebookRunResult(p.Name, p.SourcePath, 0, 0, TimeSpan.Zero, false, "cannot write outputs: " + OneLine(e.Message),
+                    Path.Combine(outDir, p.Name + ".ipynb"), Path.Combine(outDir, p.Name + ".html"), Path.Combine(outDir, p.Name + ".figures.json")));
+            }
+        }
         AtomicFile.WriteAllText(Path.Combine(outDir, "index.html"), HtmlReport.RenderIndex(results, DateTime.UtcNow));
         stdout.Write(Summary(results));
         stdout.WriteLine($"outputs: {outDir}");

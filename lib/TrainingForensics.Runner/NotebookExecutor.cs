@@ -100,6 +100,7 @@ public sealed class NotebookExecutor
     public NotebookRunResult Run(PreparedNotebook prepared, string outDir)
     {
         var nb = prepared.Executed;
+        Figures.Reset(); // each notebook's figures file holds only what that notebook recorded
         string folder = Path.GetDirectoryName(Path.GetFullPath(prepared.SourcePath)) ?? Directory.GetCurrentDirectory();
         var watch = Stopwatch.StartNew();
         var outputs = new Dictionary<int, List<CellOutput>>();
@@ -136,7 +137,6 @@ public sealed class NotebookExecutor
         Progress($"[{prepared.Name}] {total} code cell(s)" + (error != null ? " — not run: " + error : ""));
         if (error == null)
         {
-            Figures.Reset();
             var stdout = Console.Out;
             var stderr = Console.Error;
             OutputSink.Begin(_formatters);
@@ -153,7 +153,7 @@ public sealed class NotebookExecutor
                     k++;
                     var list = new List<CellOutput>();
                     outputs[c.Index] = list;
-                    if (string.IsNullOrWhiteSpace(c.Code)) continue; // an empty cell: nothing to run, no count
+                    if (string.IsNullOrWhiteSpace(Notebook.Source(c.Cell))) continue; // an empty cell: nothing to run, no count
                     int count = ++executed;
                     counts[c.Index] = count;
                     OutputSink.SetCell(list);
@@ -164,6 +164,11 @@ public sealed class NotebookExecutor
                     try
                     {
                         extraRefs.AddRange(c.ReferencePaths.Select(p => MetadataReference.CreateFromFile(p)));
+                        if (string.IsNullOrWhiteSpace(c.Code)) // magics only: they were applied, there is no C# to run
+                        {
+                            Progress($"[{prepared.Name}] {c.Label} ({k}/{total}) done (magics only)");
+                            continue;
+                        }
                         var options = _options.WithFilePath(c.Label).AddReferences(extraRefs);
                         state = state == null
                             ? CSharpScript.RunAsync<object>(c.Code, options, globals, typeof(NotebookGlobals)).GetAwaiter().GetResult()
@@ -217,7 +222,6 @@ public sealed class NotebookExecutor
         string figuresPath = Path.Combine(outDir, prepared.Name + ".figures.json");
         nb.Save(nbPath);
         AtomicFile.WriteAllText(htmlPath, HtmlReport.Render(nb, prepared.Name, error));
-        if (error != null && executed == 0) Figures.Reset(); // nothing ran: no stale figures from the notebook before
         Figures.WriteJson(figuresPath, prepared.Name);
         return new NotebookRunResult(prepared.Name, prepared.SourcePath, total, executed, watch.Elapsed, error == null, error, nbPath, htmlPath, figuresPath);
     }

@@ -44,7 +44,7 @@ public static class ScriptReferences
         {
             if (a.IsDynamic || string.IsNullOrEmpty(a.Location)) continue;
             string? name = a.GetName().Name;
-            if (name != null && !paths.ContainsKey(name)) paths[name] = a.Location;
+            if (name != null && !paths.ContainsKey(name) && IsReferenceable(name)) paths[name] = a.Location;
         }
         // the framework and the app's dependencies (what a notebook could load), not yet loaded ones included
         if (AppContext.GetData("TRUSTED_PLATFORM_ASSEMBLIES") is string tpa)
