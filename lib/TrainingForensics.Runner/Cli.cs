@@ -7,7 +7,7 @@ namespace TrainingForensics.Runner;
 public sealed class UsageException(string message) : Exception(message);
 
 public sealed record CliOptions(
-    IReadOnlyList<string> Inputs, string OutDir, IReadOnlyList<KeyValuePair<string, string>> Parameters, bool Help);
+    IReadOnlyList<string> Inputs, string OutDir, IReadOnlyList<KeyValuePair<string, string>> Parameters, bool Help, bool Quick = false);
 
 /// <summary>
 /// tf-run's command line: <c>tf-run [notebook.ipynb | folder]… [--out DIR] [--param name=value]… [--help]</c>.
@@ -18,7 +18,7 @@ public static class RunnerCli
     public const int Ok = 0, NotebookFailed = 1, UsageError = 2;
 
     public const string Usage = """
-        Usage: tf-run [notebook.ipynb | folder]... [--out DIR] [--param name=value]...
+        Usage: tf-run [notebook.ipynb | folder]... [--out DIR] [--param name=value]... [--quick]
 
         Runs C# Polyglot notebooks headlessly (one Roslyn scripting state per notebook, cells in order) and writes,
         for each notebook NAME: DIR/NAME.ipynb (executed copy with outputs), DIR/NAME.html (offline page),
@@ -30,6 +30,8 @@ public static class RunnerCli
           --param name=value        set a parameter of the notebook's "parameters"-tagged cell (repeatable);
                                     the value is converted to the declared type (int, long, double, float,
                                     decimal, bool, string)
+          --quick                   use each notebook's quick configuration (metadata
+                                    trainingforensics.quick_parameters, what the tests run); --param wins
           -h, --help                show this help
 
         Exit codes: 0 all notebooks ran, 1 a notebook failed, 2 bad arguments or unreadable notebook.
@@ -40,7 +42,7 @@ public static class RunnerCli
         var inputs = new List<string>();
         var parameters = new List<KeyValuePair<string, string>>();
         string? outDir = null;
-        bool help = false, onlyInputs = false;
+        bool help = false, onlyInputs = false, quick = false;
         for (int i = 0; i < args.Count; i++)
         {
             string a = args[i];
@@ -54,6 +56,7 @@ public static class RunnerCli
             if (onlyInputs || !a.StartsWith('-') || a == "-") { inputs.Add(a); continue; }
             if (a == "--") { onlyInputs = true; continue; }
             if (a is "-h" or "--help" or "-?") { help = true; continue; }
+            if (a == "--quick") { quick = true; continue; }
             if (a == "--out" || a.StartsWith("--out=", StringComparison.Ordinal))
             {
                 outDir = Value("--out");
@@ -73,7 +76,7 @@ public static class RunnerCli
             }
             throw new UsageException($"unknown option '{a}' (see --help)");
         }
-        return new CliOptions(inputs, outDir ?? "artifacts", parameters, help);
+        return new CliOptions(inputs, outDir ?? "artifacts", parameters, help, quick);
     }
 
     static bool IsIdentifier(string s) =>
@@ -124,7 +127,7 @@ public static class RunnerCli
             var files = ResolveInputs(options.Inputs);
             outDir = Path.GetFullPath(options.OutDir);
             var notebooks = files.Select(f => (Path: f, Notebook: LoadOrThrow(f))).ToList();
-            prepared = PrepareAll(notebooks, options.Parameters);
+            prepared = PrepareAll(notebooks, options.Parameters, options.Quick);
         }
         catch (Exception e) when (e is UsageException or NotebookFormatException or ParameterException)
         {
@@ -159,10 +162,13 @@ public static class RunnerCli
     /// Several: each notebook takes the ones it declares; a --param no notebook declares is an error.
     /// </summary>
     internal static List<PreparedNotebook> PrepareAll(IReadOnlyList<(string Path, Notebook Notebook)> notebooks,
-                                                      IReadOnlyList<KeyValuePair<string, string>> parameters)
+                                                      IReadOnlyList<KeyValuePair<string, string>> parameters, bool quick = false)
     {
         bool strict = notebooks.Count == 1;
-        var result = notebooks.Select(n => NotebookExecutor.Prepare(n.Notebook, Path.GetFileNameWithoutExtension(n.Path), parameters, strict)).ToList();
+        // With --quick, each notebook gets its own quick parameters (always its own names) plus the explicit ones it declares.
+        var result = notebooks.Select(n => NotebookExecutor.Prepare(n.Notebook, Path.GetFileNameWithoutExtension(n.Path),
+            quick ? WithQuick(n.Notebook, strict ? parameters : parameters.Where(p => DeclaredIn(n.Notebook).Contains(p.Key)).ToList()) : parameters,
+            strict || quick)).ToList();
         if (!strict)
             foreach (var (name, _) in parameters)
                 if (!result.Any(r => r.AppliedParameters.Any(a => a.Key == name)))
@@ -172,6 +178,26 @@ public static class RunnerCli
                                                  (known.Count == 0 ? "(none — no notebook has a parameters cell)" : string.Join(", ", known)));
                 }
         return result;
+    }
+
+    /// <summary>The notebook's quick parameters (metadata trainingforensics.quick_parameters) overridden by explicit ones.</summary>
+    internal static IReadOnlyList<KeyValuePair<string, string>> WithQuick(Notebook nb, IReadOnlyList<KeyValuePair<string, string>> explicitParameters)
+    {
+        var merged = new List<KeyValuePair<string, string>>();
+        if (nb.Root["metadata"]?["trainingforensics"]?["quick_parameters"] is System.Text.Json.Nodes.JsonObject quick)
+            foreach (var (name, value) in quick)
+            {
+                string text = value is System.Text.Json.Nodes.JsonValue v && v.TryGetValue<string>(out var str) ? str : value?.ToJsonString() ?? "";
+                merged.Add(KeyValuePair.Create(name, text));
+            }
+        else
+            throw new ParameterException($"{nb.SourcePath}: --quick needs metadata.trainingforensics.quick_parameters in the notebook");
+        foreach (var p in explicitParameters)
+        {
+            merged.RemoveAll(m => m.Key == p.Key);
+            merged.Add(p);
+        }
+        return merged;
     }
 
     static IEnumerable<string> DeclaredIn(Notebook nb)

@@ -47,6 +47,8 @@ internal static class Figure
         {
             ["title"] = Text(title),
             ["height"] = height,
+            // Plotly.NET's default width (600 px) squeezes side-by-side panels
+            ["width"] = Math.Min(1150, 160 + 420 * panels.Count),
             ["margin"] = new Dictionary<string, object> { ["t"] = 60, ["b"] = 50, ["l"] = 60, ["r"] = 20 },
             ["legend"] = new Dictionary<string, object> { ["orientation"] = "h", ["y"] = -0.2 },
             ["annotations"] = new List<object>(),

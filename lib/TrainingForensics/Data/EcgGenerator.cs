@@ -25,6 +25,11 @@ public sealed record EcgOptions
     public double AfFraction { get; init; } = 0.5;
     /// <summary>Exact number of AF records (e.g. 52 of 100, the report's evaluation split); overrides <see cref="AfFraction"/>.</summary>
     public int? AfCount { get; init; }
+    /// <summary>
+    /// Time (s) of the first R peak: null starts each record at a random point of the rhythm (a rhythm strip);
+    /// a value aligns every record to a beat (a heartbeat segment, as short-record data sets are cut).
+    /// </summary>
+    public double? FirstBeatAt { get; init; }
     /// <summary>Seed: the same options give the same records, bit for bit.</summary>
     public int Seed { get; init; } = 0;
 }
@@ -102,8 +107,8 @@ public sealed class EcgSet : IDisposable
 /// <summary>
 /// A seeded synthetic ECG generator. Each record is a rhythm strip: a beat template (sums of Gaussian P, Q, R, S,
 /// T waves; class-specific) placed at the beat times, plus baseline wander, AF fibrillatory waves, white noise and
-/// a DC offset. Beat placement runs in C# over beats (not samples); wander, fibrillation and noise are vectorised
-/// torch operations. Determinism: .NET Random and a torch Generator, both seeded from <see cref="EcgOptions.Seed"/>
+/// a DC offset. Beats are placed as precomputed templates, sinusoids use a rotation recurrence (no per-sample
+/// sin call), and the noise is one vectorised torch draw. Determinism: .NET Random and a torch Generator, both seeded from <see cref="EcgOptions.Seed"/>
 /// (the global torch seed is not touched).
 /// </summary>
 public static class EcgGenerator
@@ -119,35 +124,40 @@ public static class EcgGenerator
         for (int i = 0; i < af; i++) labels[i] = 1;
         for (int i = n - 1; i > 0; i--) { int j = rng.Next(i + 1); (labels[i], labels[j]) = (labels[j], labels[i]); }
 
-        var beats = new float[(long)n * length];
-        var wander = new float[n * 4];   // frequency (Hz) and phase of two wander sinusoids
-        var fib = new float[n * 2];      // fibrillation frequency (Hz) and phase (AF only)
-        for (int r = 0; r < n; r++)
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        // Records are rendered one at a time into a reusable buffer and copied into the tensor's memory,
+        // so a 512 × 60,000 set needs no second 100 MB array.
+        var x = empty(n, length, ScalarType.Float32);
+        try
         {
-            bool isAf = labels[r] == 1;
-            RenderBeats(beats.AsSpan(r * length, length), isAf, fs, rng);
-            wander[r * 4] = (float)(0.1 + 0.3 * rng.NextDouble());
-            wander[r * 4 + 1] = (float)(2 * Math.PI * rng.NextDouble());
-            wander[r * 4 + 2] = (float)(0.3 + 0.3 * rng.NextDouble());
-            wander[r * 4 + 3] = (float)(2 * Math.PI * rng.NextDouble());
-            fib[r * 2] = isAf ? (float)(5 + 3 * rng.NextDouble()) : 0f;
-            fib[r * 2 + 1] = (float)(2 * Math.PI * rng.NextDouble());
+            var buffer = new float[length];
+            using var memory = x.data<float>();
+            for (int r = 0; r < n; r++)
+            {
+                Array.Clear(buffer);
+                bool isAf = labels[r] == 1;
+                RenderBeats(buffer, isAf, fs, options.FirstBeatAt, rng);
+                AddSine(buffer, fs, 0.1 + 0.3 * rng.NextDouble(), 2 * Math.PI * rng.NextDouble(), options.WanderMv);        // baseline wander
+                AddSine(buffer, fs, 0.3 + 0.3 * rng.NextDouble(), 2 * Math.PI * rng.NextDouble(), 0.5 * options.WanderMv);  // (respiration)
+                if (isAf) AddSine(buffer, fs, 5 + 3 * rng.NextDouble(), 2 * Math.PI * rng.NextDouble(), 0.05);                // f waves
+                float offset = (float)options.OffsetMv;
+                for (int i = 0; i < length; i++) buffer[i] += offset;
+                memory.CopyFrom(buffer, 0, (long)r * length);
+            }
+            if (options.NoiseMv > 0)
+            {
+                using var scope = NewDisposeScope();
+                var gen = new Generator((ulong)options.Seed + 0x9E3779B9UL);
+                x.add_(randn(new long[] { n, length }, generator: gen), alpha: options.NoiseMv);
+            }
         }
-
-        using var scope = NewDisposeScope();
-        var gen = new Generator((ulong)options.Seed + 0x9E3779B9UL);
-        var t = arange(length, ScalarType.Float32).div_(fs).unsqueeze(0);             // 1×L seconds
-        var w = tensor(wander, new long[] { n, 4 });
-        var f = tensor(fib, new long[] { n, 2 });
-        var tau = 2 * Math.PI;
-        var x = tensor(beats, new long[] { n, length });
-        x.add_(((t * w[.., 0..1] * tau) + w[.., 1..2]).sin_().mul_(options.WanderMv));
-        x.add_(((t * w[.., 2..3] * tau) + w[.., 3..4]).sin_().mul_(0.5 * options.WanderMv));
-        x.add_(((t * f[.., 0..1] * tau) + f[.., 1..2]).sin_().mul_(f[.., 0..1].gt(0).to_type(ScalarType.Float32) * 0.05));
-        if (options.NoiseMv > 0) x.add_(randn(new long[] { n, length }, generator: gen).mul_(options.NoiseMv));
-        x.add_(options.OffsetMv);
+        catch
+        {
+            x.Dispose();
+            throw;
+        }
         var y = tensor(labels);
-        return new EcgSet(x.MoveToOuterDisposeScope(), y.MoveToOuterDisposeScope(), options);
+        return new EcgSet(x, y, options);
     }
 
     static void Validate(EcgOptions o)
@@ -161,13 +171,29 @@ public static class EcgGenerator
         if (!(o.NoiseMv >= 0) || !(o.WanderMv >= 0)) throw new ArgumentOutOfRangeException(nameof(o.NoiseMv), "noise and wander amplitudes must be ≥ 0");
         if (o.AfCount is { } c && (c < 0 || c > o.Records))
             throw new ArgumentOutOfRangeException(nameof(o.AfCount), c, $"AF count must be between 0 and the {o.Records} records");
+        if (o.FirstBeatAt is { } fb && !(fb >= 0 && fb < o.Length / o.SampleRate))
+            throw new ArgumentOutOfRangeException(nameof(o.FirstBeatAt), fb, $"the first beat must lie inside the record (0 to {o.Length / o.SampleRate:G4} s)");
         if (!(o.AfFraction >= 0 && o.AfFraction <= 1)) throw new ArgumentOutOfRangeException(nameof(o.AfFraction), o.AfFraction, "AF fraction must be in [0, 1]");
+    }
+
+    // amplitude·sin(2π·freq·t + phase) added sample by sample with a rotation recurrence (no per-sample sin call).
+    static void AddSine(Span<float> record, double fs, double freq, double phase, double amplitude)
+    {
+        if (amplitude == 0) return;
+        double step = 2 * Math.PI * freq / fs, c = Math.Cos(step), s = Math.Sin(step);
+        double sin = Math.Sin(phase), cos = Math.Cos(phase);
+        for (int i = 0; i < record.Length; i++)
+        {
+            record[i] += (float)(amplitude * sin);
+            (sin, cos) = (sin * c + cos * s, cos * c - sin * s);
+            if ((i & 4095) == 4095) { double norm = Math.Sqrt(sin * sin + cos * cos); sin /= norm; cos /= norm; } // keep on the unit circle
+        }
     }
 
     // A wave: amplitude (mV), centre and width (s) relative to the R peak.
     readonly record struct Wave(double Amp, double Centre, double Sigma);
 
-    static void RenderBeats(Span<float> record, bool af, double fs, Random rng)
+    static void RenderBeats(Span<float> record, bool af, double fs, double? firstBeat, Random rng)
     {
         double scale = 0.8 + 0.4 * rng.NextDouble();
         double qrsWidth = af ? 1.7 : 1.0;
@@ -190,7 +216,8 @@ public static class EcgGenerator
             template[k] = (float)(scale * v);
         }
         double meanRr = 60.0 / (af ? 85 + 40 * rng.NextDouble() : 60 + 30 * rng.NextDouble());
-        double time = -rng.NextDouble() * meanRr;  // first beat before or at the start: records begin mid-rhythm
+        double start = -rng.NextDouble() * meanRr;  // first beat before or at the start: records begin mid-rhythm
+        double time = firstBeat ?? start;
         double duration = record.Length / fs;
         double respPhase = 2 * Math.PI * rng.NextDouble();
         while (time < duration + 0.3)

@@ -76,6 +76,7 @@ public sealed class KeypointSet : IDisposable
         if (batchSize < 1) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "batch size must be at least 1");
         if (dropLast && batchSize > Count) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, $"batch size exceeds the {Count} samples of the set");
         Tensor order = generator is null ? arange(Count, dtype: int64) : randperm(Count, generator: generator, dtype: int64);
+        order.DetachFromDisposeScope(); // lives across the caller's per-step scopes; disposed below
         try
         {
             for (long start = 0; start < Count; start += batchSize)
@@ -123,14 +124,23 @@ public sealed class KeypointGenerator
         var kp = new float[(long)count * 4];
         for (int n = 0; n < count; n++)
             Render(firstIndex + n, img.AsSpan(n * s * s, s * s), hm.AsSpan(n * 2 * h * h, 2 * h * h), kp.AsSpan(n * 4, 4));
-        return new KeypointSet(tensor(img, new long[] { count, 1, s, s }), tensor(hm, new long[] { count, 2, h, h }), tensor(kp, new long[] { count, 2, 2 }), Options);
+        return new KeypointSet(Owned(img, new long[] { count, 1, s, s }), Owned(hm, new long[] { count, 2, h, h }), Owned(kp, new long[] { count, 2, 2 }), Options);
+    }
+
+    // copy into memory that libtorch allocates: a tensor built around a managed array can outlive the array's pin
+    static Tensor Owned(float[] data, long[] shape)
+    {
+        var t = empty(shape, dtype: ScalarType.Float32);
+        t.data<float>().CopyFrom(data);
+        return t;
     }
 
     /// <summary>A training batch of fresh samples: batch number <paramref name="batchIndex"/> of size <paramref name="batchSize"/>.</summary>
     public (Tensor X, Tensor Y) Batch(long batchIndex, int batchSize)
     {
-        using var set = Generate(batchSize, batchIndex * batchSize);
-        return (set.Images.alias(), set.Heatmaps.alias());
+        var set = Generate(batchSize, batchIndex * batchSize);
+        set.Keypoints.Dispose();
+        return (set.Images, set.Heatmaps);
     }
 
     /// <summary>An endless stream of fresh batches (batch k = samples k·size …), for "infinite data" training.</summary>

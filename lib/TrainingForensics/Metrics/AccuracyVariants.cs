@@ -152,10 +152,10 @@ public sealed class SparseCategoricalAccuracy : AccuracyMetric
 public static class AccuracyVariants
 {
     /// <summary>The metric the rule picks for these shapes, with the reason in words.</summary>
-    public static (AccuracyKind Kind, string Reason) Select(Tensor yTrue, Tensor yPred) => Select(yTrue.shape, yPred.shape);
+    public static (AccuracyKind Kind, string Reason) Select(Tensor yTrue, Tensor yPred) => SelectForShapes(yTrue.shape, yPred.shape);
 
     /// <summary>The rule on shapes alone.</summary>
-    public static (AccuracyKind Kind, string Reason) Select(IReadOnlyList<long> trueShape, IReadOnlyList<long> predShape)
+    public static (AccuracyKind Kind, string Reason) SelectForShapes(IReadOnlyList<long> trueShape, IReadOnlyList<long> predShape)
     {
         if (predShape.Count == 0 || trueShape.Count == 0)
             throw new MetricInputException($"the accuracy rule needs labels and predictions with at least one axis, got [{string.Join(",", trueShape)}] and [{string.Join(",", predShape)}]");
@@ -200,6 +200,40 @@ public static class AccuracyVariants
             metric.Update(yTrue.narrow(0, start, len), yPred.narrow(0, start, len));
         }
         return metric;
+    }
+
+    /// <summary>
+    /// What the automatic rule does with several (labels, predictions) pairs: one row per case with both shapes,
+    /// the metric it picks and why, and that metric's result and count when streamed in batches of
+    /// <paramref name="batchSize"/> (the message instead, when the chosen metric refuses the shapes).
+    /// </summary>
+    public static DataFrame AutoTable(IEnumerable<(string Case, Tensor YTrue, Tensor YPred)> cases, int batchSize)
+    {
+        var rows = cases.ToList();
+        if (rows.Count == 0) throw new ArgumentException("no cases to show");
+        var results = new List<double?>(); var counts = new List<long?>(); var kinds = new List<string>(); var reasons = new List<string>();
+        foreach (var (_, t, p) in rows)
+        {
+            var (kind, reason) = Select(t, p);
+            kinds.Add(kind.ToString()); reasons.Add(reason);
+            try
+            {
+                var m = Stream(Create(kind), t, p, batchSize);
+                results.Add(m.Result); counts.Add(m.Count);
+            }
+            catch (MetricInputException e)
+            {
+                results.Add(null); counts.Add(null); reasons[^1] += " — refused: " + e.Message;
+            }
+        }
+        return new DataFrame(
+            new StringDataFrameColumn("case", rows.Select(r => r.Case)),
+            new StringDataFrameColumn("labels", rows.Select(r => $"{AccuracyMetric.Shape(r.YTrue)} {r.YTrue.dtype}")),
+            new StringDataFrameColumn("predictions", rows.Select(r => $"{AccuracyMetric.Shape(r.YPred)} {r.YPred.dtype}")),
+            new StringDataFrameColumn("auto-selected", kinds),
+            new DoubleDataFrameColumn("result", results),
+            new Int64DataFrameColumn("count", counts),
+            new StringDataFrameColumn("why", reasons));
     }
 
     /// <summary>

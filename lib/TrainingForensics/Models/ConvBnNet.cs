@@ -7,14 +7,16 @@ namespace TrainingForensics.Models;
 
 /// <summary>
 /// Settings of the small heatmap network of case study 3. Defaults: 7 Conv3×3-BN-ReLU6 blocks of widths
-/// 16, 24, 32, 32, 32, 32, 24 (the first with stride 2, so a 32×32 image gives 16×16 maps), then a 1×1 conv to
-/// <see cref="Outputs"/> heatmap logits — about 44k parameters. BatchNorm: eps 1e-3 and momentum 0.003
+/// 16, 32, 32, 32, 32, 32, 16 (the first with stride 2, so a 32×32 image gives 16×16 maps), then a 1×1 conv to
+/// <see cref="Outputs"/> heatmap logits — about 47k parameters. Widths are multiples of 16 on purpose: on the
+/// development host (CPU without AVX-512 support in NNPACK), libtorch 2.10's CPU 3×3 convolution returned NaN/garbage
+/// for channel counts such as 8 or 24 (it read uninitialised memory), while multiples of 16 were exact. BatchNorm: eps 1e-3 and momentum 0.003
 /// (TorchSharp/PyTorch momentum = 1 − TensorFlow decay, so 0.003 is TF's decay 0.997).
 /// </summary>
 public sealed record ConvBnOptions
 {
     public int InChannels { get; init; } = 1;
-    public int[] Widths { get; init; } = { 16, 24, 32, 32, 32, 32, 24 };
+    public int[] Widths { get; init; } = { 16, 32, 32, 32, 32, 32, 16 };
     /// <summary>Index of the blocks that down-sample by 2 (default: the first).</summary>
     public int[] StrideTwoBlocks { get; init; } = { 0 };
     public int Outputs { get; init; } = 2;

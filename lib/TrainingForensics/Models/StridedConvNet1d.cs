@@ -22,7 +22,7 @@ public sealed class StridedConvNet1d : Module<Tensor, Tensor>
     /// <param name="classes">Output width (2 for two-class logits, 1 for a single BCE logit).</param>
     /// <param name="channels">Channels of conv1, conv2, conv3.</param>
     /// <param name="output">"none" (logits), "sigmoid" or "softmax" (the case-study-1 bug).</param>
-    public StridedConvNet1d(int classes = 2, int[]? channels = null, int kernel = 9, int stride = 4, string? output = null,
+    public StridedConvNet1d(int classes = 2, int[]? channels = null, int kernel = 8, int stride = 8, string? output = null,
         string name = "StridedConvNet1d") : base(name)
     {
         channels ??= new[] { 8, 16, 32 };
@@ -31,9 +31,9 @@ public sealed class StridedConvNet1d : Module<Tensor, Tensor>
         if (kernel < 1 || stride < 1) throw new ArgumentException($"kernel ({kernel}) and stride ({stride}) must be positive");
         _output = (output ?? "none").ToLowerInvariant();
         if (_output is not ("none" or "sigmoid" or "softmax")) throw new ArgumentException($"unknown output activation '{output}': use none, sigmoid or softmax");
-        conv1 = Conv1d(1, channels[0], kernel, stride: stride, padding: kernel / 2);
-        conv2 = Conv1d(channels[0], channels[1], kernel, stride: stride, padding: kernel / 2);
-        conv3 = Conv1d(channels[1], channels[2], kernel, stride: stride, padding: kernel / 2);
+        conv1 = Conv1d(1, channels[0], kernel, stride: stride, padding: 0L);
+        conv2 = Conv1d(channels[0], channels[1], kernel, stride: stride, padding: 0L);
+        conv3 = Conv1d(channels[1], channels[2], kernel, stride: stride, padding: 0L);
         fc = Linear(2 * channels[2], classes);
         RegisterComponents();
     }

@@ -103,16 +103,17 @@ public static class RunComparison
         }
         else
         {
+            // Lines of the same name share colour and legend entry: each run is drawn dotted in its group's colour.
             foreach (var g in list.GroupBy(group))
             {
                 var members = g.ToList();
                 int n = members.Min(r => r.Epochs.Count);
                 var mean = Enumerable.Range(0, n).Select(i => members.Average(r => r.EpochValues(value)[i])).ToArray();
-                series.Add(new Series(members.Count > 1 ? $"{g.Key} (mean of {members.Count})" : g.Key,
-                    Enumerable.Range(1, n).Select(i => (double)i).ToArray(), mean));
+                string label = members.Count > 1 ? $"{g.Key} (mean of {members.Count} runs, dotted: each run)" : g.Key;
+                series.Add(new Series(label, Enumerable.Range(1, n).Select(i => (double)i).ToArray(), mean));
+                if (members.Count > 1)
+                    foreach (var r in members) series.Add(new Series(label, Epochs(r), r.EpochValues(value), Dash: "dot"));
             }
-            if (list.GroupBy(group).Any(g => g.Count() > 1))
-                foreach (var r in list) series.Add(new Series(r.Name, Epochs(r), r.EpochValues(value), Dash: "dot"));
         }
         return Charts.Charts.Lines(title, "epoch", yTitle ?? value, series);
     }

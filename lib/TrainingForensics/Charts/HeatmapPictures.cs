@@ -1,0 +1,48 @@
+using Plotly.NET;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace TrainingForensics.Charts;
+
+/// <summary>Pictures for heatmap models: inputs next to predicted maps, and simple bar charts for fix tables.</summary>
+public static class HeatmapPictures
+{
+    /// <summary>
+    /// One row per labelled group of maps, one column per image: the inputs first, then each group (e.g. "eval mode",
+    /// "train mode"). Maps N×K×h×w are summed over K and scaled up to the image size so they line up with the inputs;
+    /// all groups share one grey scale (0 = white, 1 = black), so a flat map looks flat.
+    /// </summary>
+    public static GenericChart Compare(Tensor images, IReadOnlyList<(string Label, Tensor Maps)> groups, string title = "")
+    {
+        if (images.dim() != 4) throw new ArgumentException($"images must be N×1×H×W, got [{string.Join(",", images.shape)}]");
+        long n = images.shape[0], size = images.shape[2];
+        using var scope = NewDisposeScope();
+        var rows = new List<Tensor>();
+        var captions = new List<string>();
+        var img = images.detach().cpu().squeeze(1);
+        var lo = img.amin(new long[] { 1, 2 }, keepdim: true); var hi = img.amax(new long[] { 1, 2 }, keepdim: true);
+        rows.Add((img - lo) / (hi - lo + 1e-6));
+        for (int i = 0; i < n; i++) captions.Add(i == 0 ? "input" : "");
+        foreach (var (label, maps) in groups)
+        {
+            if (maps.dim() != 4 || maps.shape[0] != n) throw new ArgumentException($"maps '{label}' must be {n}×K×h×w, got [{string.Join(",", maps.shape)}]");
+            var m = maps.detach().cpu().sum(1, keepdim: true).clamp(0, 1);
+            rows.Add(nn.functional.interpolate(m, new long[] { size, size }, mode: InterpolationMode.Nearest).squeeze(1));
+            for (int i = 0; i < n; i++) captions.Add(i == 0 ? label : "");
+        }
+        return Charts.ImageGrid(cat(rows.ToArray(), 0), captions, (int)n, title);
+    }
+
+    /// <summary>A bar chart (e.g. eval accuracy per fix).</summary>
+    public static GenericChart Bars(string title, IReadOnlyList<string> names, IReadOnlyList<double> values, string yTitle = "")
+    {
+        if (names.Count != values.Count) throw new ArgumentException($"{names.Count} names for {values.Count} values");
+        var trace = new Dictionary<string, object> { ["type"] = "bar", ["x"] = names.ToArray(), ["y"] = values.ToArray() };
+        var layout = new Dictionary<string, object>
+        {
+            ["title"] = Figure.Text(title),
+            ["yaxis"] = new Dictionary<string, object> { ["title"] = Figure.Text(yTitle) },
+        };
+        return Figure.Build(new[] { trace }, layout);
+    }
+}

@@ -1,0 +1,217 @@
+using System.Diagnostics;
+using TorchSharp;
+using TorchSharp.Modules;
+using TrainingForensics.Data;
+using TrainingForensics.Diagnostics;
+using TrainingForensics.Models;
+using TrainingForensics.Probes;
+using TrainingForensics.Setup;
+using static TorchSharp.torch;
+
+namespace TrainingForensics.Training;
+
+/// <summary>
+/// One training run of case study 3: the keypoint-heatmap task, the Conv-BN-ReLU6 net, sigmoid + MSE, and the
+/// settings the original report varied. Defaults are the report's: Adam lr 1e-3, batch 8, BN momentum 0.003.
+/// </summary>
+public sealed record KeypointTrainingConfig
+{
+    public string Name { get; init; } = "run";
+    public int Seed { get; init; } = 42;
+    public int Steps { get; init; } = 1500;
+    public int BatchSize { get; init; } = 8;
+    /// <summary>"adam" or "sgd" (SGD with momentum <see cref="SgdMomentum"/>).</summary>
+    public string Optimizer { get; init; } = "adam";
+    public double LearningRate { get; init; } = 1e-3;
+    public double SgdMomentum { get; init; } = 0.9;
+    /// <summary>Coupled L2 weight decay (the optimiser's weight_decay: λ·W added to the gradient).</summary>
+    public double WeightDecay { get; init; } = 1e-3;
+    /// <summary>"conv" (convolution weights only, as TF-slim's scope does) or "all".</summary>
+    public string WeightDecayOn { get; init; } = "conv";
+    public double? BnMomentum { get; init; } = 0.003;
+    /// <summary>"mean" (MSE averaged over every heatmap pixel) or "sum" (summed).</summary>
+    public string Reduction { get; init; } = "mean";
+    /// <summary>0 = a fresh batch every step (endless data); N = a fixed set of N images reshuffled each epoch.</summary>
+    public int TrainingSetSize { get; init; } = 0;
+    /// <summary>Measure the train/eval gap and the BN statistics every this many steps.</summary>
+    public int EvalEvery { get; init; } = 100;
+    /// <summary>Images of the held-out probe set used for the curves and the BN statistics.</summary>
+    public int ProbeSize { get; init; } = 64;
+    /// <summary>Extra BN momenta whose running statistics are shadowed during the run (see <see cref="BatchNormShadow"/>).</summary>
+    public double[] ShadowMomenta { get; init; } = Array.Empty<double>();
+    public ConvBnOptions? Net { get; init; }
+
+    public void Validate()
+    {
+        if (Steps < 1) throw new ArgumentOutOfRangeException(nameof(Steps), Steps, "need at least one step");
+        if (BatchSize < 2) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "BatchNorm needs batches of at least 2");
+        if (Optimizer?.ToLowerInvariant() is not ("adam" or "sgd")) throw new ArgumentException($"unknown optimizer '{Optimizer}': use adam or sgd");
+        if (!(LearningRate > 0)) throw new ArgumentOutOfRangeException(nameof(LearningRate), LearningRate, "learning rate must be positive");
+        if (!(WeightDecay >= 0)) throw new ArgumentOutOfRangeException(nameof(WeightDecay), WeightDecay, "weight decay cannot be negative");
+        if (WeightDecayOn?.ToLowerInvariant() is not ("conv" or "all")) throw new ArgumentException($"unknown weight-decay scope '{WeightDecayOn}': use conv or all");
+        if (Reduction?.ToLowerInvariant() is not ("mean" or "sum")) throw new ArgumentException($"unknown loss reduction '{Reduction}': use mean or sum");
+        if (TrainingSetSize < 0 || (TrainingSetSize > 0 && TrainingSetSize < BatchSize))
+            throw new ArgumentOutOfRangeException(nameof(TrainingSetSize), TrainingSetSize, $"use 0 (fresh data) or at least one batch ({BatchSize})");
+        if (EvalEvery < 1) throw new ArgumentOutOfRangeException(nameof(EvalEvery), EvalEvery, "evaluation cadence must be at least 1");
+        if (ProbeSize < BatchSize) throw new ArgumentOutOfRangeException(nameof(ProbeSize), ProbeSize, $"the probe set needs at least one batch ({BatchSize}) of images");
+        if (BnMomentum is { } m && !(m > 0 && m <= 1)) throw new ArgumentOutOfRangeException(nameof(BnMomentum), m, "BN momentum must be in (0, 1]");
+    }
+}
+
+/// <summary>What a <see cref="KeypointTraining"/> run produced. Owns the model and data; dispose when done.</summary>
+public sealed class KeypointTrainingRun : IDisposable
+{
+    internal KeypointTrainingRun(KeypointTrainingConfig config, Sequential model, TrainingLoop loop, KeypointSet eval, KeypointSet probe,
+        KeypointSet? train, KeypointGenerator generator, BatchNormProbe bn, BatchNormShadow? shadow, List<TrainEvalGapResult> curve,
+        double seconds)
+    {
+        Config = config; Model = model; Loop = loop; EvalSet = eval; ProbeSet = probe; TrainingSet = train; Generator = generator;
+        BatchNorm = bn; Shadow = shadow; Curve = curve; Seconds = seconds;
+    }
+
+    public KeypointTrainingConfig Config { get; }
+    public Sequential Model { get; }
+    public TrainingLoop Loop { get; }
+    /// <summary>Held-out images (256 by default) for the final numbers.</summary>
+    public KeypointSet EvalSet { get; }
+    /// <summary>The first <see cref="KeypointTrainingConfig.ProbeSize"/> images of <see cref="EvalSet"/>, measured during training.</summary>
+    public KeypointSet ProbeSet { get; }
+    /// <summary>The finite training set (null when every step drew fresh images).</summary>
+    public KeypointSet? TrainingSet { get; }
+    public KeypointGenerator Generator { get; }
+    public BatchNormProbe BatchNorm { get; }
+    public BatchNormShadow? Shadow { get; }
+    /// <summary>Train-mode vs eval-mode loss/accuracy on the probe set every EvalEvery steps.</summary>
+    public IReadOnlyList<TrainEvalGapResult> Curve { get; }
+    /// <summary>Training time (steps plus the measurements during training).</summary>
+    public double Seconds { get; }
+
+    /// <summary>The gap on the whole evaluation set now.</summary>
+    public TrainEvalGapResult Final() => TrainEvalGap.Measure(Model, EvalSet, Loop.StepCount, Config.BatchSize);
+
+    /// <summary>
+    /// Training batches for recalibration: drawn from the finite training set (reshuffled) or fresh from the
+    /// training generator (indices after those used in training).
+    /// </summary>
+    public IEnumerable<Tensor> TrainingBatches(int count)
+    {
+        if (TrainingSet is { } set)
+        {
+            var g = new Generator().manual_seed(Config.Seed + 7);
+            int made = 0;
+            while (made < count)
+                foreach (var (x, y) in set.Batches(Config.BatchSize, g))
+                {
+                    y.Dispose();
+                    yield return x;
+                    if (++made >= count) yield break;
+                }
+        }
+        else
+            for (int i = 0; i < count; i++)
+            {
+                var (x, y) = Generator.Batch(Config.Steps + 1 + i, Config.BatchSize);
+                y.Dispose();
+                yield return x;
+            }
+    }
+
+    public void Dispose()
+    {
+        Shadow?.Dispose();
+        ProbeSet.Dispose(); EvalSet.Dispose(); TrainingSet?.Dispose();
+        Model.Dispose();
+    }
+}
+
+/// <summary>Trains the case-study-3 model with one configuration, measuring the train/eval gap and BN statistics along the way.</summary>
+public static class KeypointTraining
+{
+    /// <summary>Size of the held-out evaluation set.</summary>
+    public const int EvalSize = 256;
+
+    /// <summary>
+    /// Runs <paramref name="config"/>. <paramref name="checks"/> (optional) are fed every measurement;
+    /// <paramref name="progress"/> gets (step, gap) after each measurement (e.g. to update a notebook display).
+    /// </summary>
+    public static KeypointTrainingRun Train(KeypointTrainingConfig config, IEnumerable<BatchNormDriftCheck>? checks = null,
+        Action<long, TrainEvalGapResult>? progress = null)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        config.Validate();
+        TorchEnvironment.Reseed(config.Seed);
+        var netOptions = (config.Net ?? new ConvBnOptions()) with { BnMomentum = config.BnMomentum };
+        var model = ConvBnNet.Create(netOptions);
+        var generator = new KeypointGenerator(config.Seed, new KeypointOptions());
+        var evalSet = new KeypointGenerator(unchecked(config.Seed + 1_000_003)).Generate(EvalSize);
+        var probe = evalSet.Take(config.ProbeSize);
+        var train = config.TrainingSetSize > 0 ? generator.Generate(config.TrainingSetSize) : null;
+        var optimizer = MakeOptimizer(model, config);
+        bool sum = config.Reduction.Equals("sum", StringComparison.OrdinalIgnoreCase);
+        var loop = new TrainingLoop(model, optimizer,
+            (o, y) => nn.functional.mse_loss(o.sigmoid(), y, sum ? nn.Reduction.Sum : nn.Reduction.Mean), config.Name);
+        var shadow = config.ShadowMomenta.Length > 0 ? new BatchNormShadow(model, config.ShadowMomenta) : null;
+        var bn = new BatchNormProbe(config.EvalEvery);
+        var checkList = checks?.ToList() ?? new List<BatchNormDriftCheck>();
+        var curve = new List<TrainEvalGapResult>();
+        var shuffle = new Generator().manual_seed(config.Seed + 1);
+        var watch = Stopwatch.StartNew();
+        IEnumerator<(Tensor X, Tensor Y)>? epoch = null;
+        int epochNumber = 0;
+        try
+        {
+            for (int step = 0; step < config.Steps; step++)
+            {
+                using (var scope = NewDisposeScope())
+                {
+                    Tensor x, y;
+                    if (train is null) (x, y) = generator.Batch(step, config.BatchSize);
+                    else
+                    {
+                        if (epoch is null || !epoch.MoveNext())
+                        {
+                            epoch?.Dispose();
+                            epochNumber++;
+                            epoch = train.Batches(config.BatchSize, shuffle).GetEnumerator();
+                            epoch.MoveNext();
+                        }
+                        (x, y) = epoch.Current;
+                    }
+                    loop.Step(x, y, epochNumber);
+                }
+                long done = step + 1;
+                if (done % config.EvalEvery == 0 || done == config.Steps)
+                {
+                    var stats = bn.Record(model, probe.Images, done);
+                    var gap = TrainEvalGap.Measure(model, probe, done, config.BatchSize);
+                    curve.Add(gap);
+                    foreach (var c in checkList) { c.Observe(done, stats); c.ObserveGap(gap, config.BnMomentum); }
+                    progress?.Invoke(done, gap);
+                }
+            }
+        }
+        finally { epoch?.Dispose(); }
+        return new KeypointTrainingRun(config, model, loop, evalSet, probe, train, generator, bn, shadow, curve, watch.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>Adam or SGD-momentum with coupled L2 weight decay on the convolution weights (or on everything).</summary>
+    public static optim.Optimizer MakeOptimizer(Sequential model, KeypointTrainingConfig config)
+    {
+        bool all = config.WeightDecayOn.Equals("all", StringComparison.OrdinalIgnoreCase);
+        var decayed = model.named_parameters().Where(p => all || (p.parameter.dim() == 4 && !p.name.StartsWith("head"))).Select(p => p.parameter).ToList();
+        var decayedSet = new HashSet<Parameter>(decayed);
+        var rest = model.parameters().Where(p => !decayedSet.Contains(p)).ToList();
+        double lr = config.LearningRate, wd = config.WeightDecay;
+        if (config.Optimizer.Equals("adam", StringComparison.OrdinalIgnoreCase))
+        {
+            Adam.Options Opt(double decay) => new() { LearningRate = lr, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = decay, amsgrad = false, maximize = false };
+            var groups = new List<Adam.ParamGroup> { new(decayed, Opt(wd)) };
+            if (rest.Count > 0) groups.Add(new Adam.ParamGroup(rest, Opt(0)));
+            return optim.Adam(groups, lr);
+        }
+        SGD.Options SOpt(double decay) => new() { LearningRate = lr, momentum = config.SgdMomentum, dampening = 0, weight_decay = decay, nesterov = false, maximize = false };
+        var sgroups = new List<SGD.ParamGroup> { new(decayed, SOpt(wd)) };
+        if (rest.Count > 0) sgroups.Add(new SGD.ParamGroup(rest, SOpt(0)));
+        return optim.SGD(sgroups, lr);
+    }
+}
