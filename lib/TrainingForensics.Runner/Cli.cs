@@ -7,7 +7,8 @@ namespace TrainingForensics.Runner;
 public sealed class UsageException(string message) : Exception(message);
 
 public sealed record CliOptions(
-    IReadOnlyList<string> Inputs, string OutDir, IReadOnlyList<KeyValuePair<string, string>> Parameters, bool Help, bool Quick = false);
+    IReadOnlyList<string> Inputs, string OutDir, IReadOnlyList<KeyValuePair<string, string>> Parameters, bool Help, bool Quick = false,
+    string? Device = null);
 
 /// <summary>
 /// tf-run's command line: <c>tf-run [notebook.ipynb | folder]… [--out DIR] [--param name=value]… [--help]</c>.
@@ -18,7 +19,7 @@ public static class RunnerCli
     public const int Ok = 0, NotebookFailed = 1, UsageError = 2;
 
     public const string Usage = """
-        Usage: tf-run [notebook.ipynb | folder]... [--out DIR] [--param name=value]... [--quick]
+        Usage: tf-run [notebook.ipynb | folder]... [--out DIR] [--param name=value]... [--quick] [--device cpu|cuda|auto]
 
         Runs C# Polyglot notebooks headlessly (one Roslyn scripting state per notebook, cells in order) and writes,
         for each notebook NAME: DIR/NAME.ipynb (executed copy with outputs), DIR/NAME.html (offline page),
@@ -32,6 +33,8 @@ public static class RunnerCli
                                     decimal, bool, string)
           --quick                   use each notebook's quick configuration (metadata
                                     trainingforensics.quick_parameters, what the tests run); --param wins
+          --device cpu|cuda|auto    the device TorchEnvironment.Setup picks (sets TF_DEVICE for the run);
+                                    default: TF_DEVICE if set, else cpu. cuda needs a CUDA libtorch build
           -h, --help                show this help
 
         Exit codes: 0 all notebooks ran, 1 a notebook failed, 2 bad arguments or unreadable notebook.
@@ -42,6 +45,7 @@ public static class RunnerCli
         var inputs = new List<string>();
         var parameters = new List<KeyValuePair<string, string>>();
         string? outDir = null;
+        string? device = null;
         bool help = false, onlyInputs = false, quick = false;
         for (int i = 0; i < args.Count; i++)
         {
@@ -63,6 +67,13 @@ public static class RunnerCli
                 if (string.IsNullOrWhiteSpace(outDir)) throw new UsageException("--out needs a folder");
                 continue;
             }
+            if (a == "--device" || a.StartsWith("--device=", StringComparison.Ordinal))
+            {
+                device = Value("--device")!.Trim().ToLowerInvariant();
+                if (device is not ("cpu" or "cuda" or "auto"))
+                    throw new UsageException($"--device '{device}': use cpu, cuda or auto");
+                continue;
+            }
             if (a == "--param" || a.StartsWith("--param=", StringComparison.Ordinal))
             {
                 string p = Value("--param")!;
@@ -76,7 +87,7 @@ public static class RunnerCli
             }
             throw new UsageException($"unknown option '{a}' (see --help)");
         }
-        return new CliOptions(inputs, outDir ?? "artifacts", parameters, help, quick);
+        return new CliOptions(inputs, outDir ?? "artifacts", parameters, help, quick, device);
     }
 
     static bool IsIdentifier(string s) =>
@@ -120,6 +131,7 @@ public static class RunnerCli
     {
         List<PreparedNotebook> prepared;
         string outDir;
+        string device;
         try
         {
             var options = Parse(args);
@@ -128,6 +140,7 @@ public static class RunnerCli
             outDir = Path.GetFullPath(options.OutDir);
             var notebooks = files.Select(f => (Path: f, Notebook: LoadOrThrow(f))).ToList();
             prepared = PrepareAll(notebooks, options.Parameters, options.Quick);
+            device = DeviceFor(options.Device, Environment.GetEnvironmentVariable(DeviceVariable));
         }
         catch (Exception e) when (e is UsageException or NotebookFormatException or ParameterException)
         {
@@ -135,6 +148,22 @@ public static class RunnerCli
             return UsageError;
         }
 
+        // TorchEnvironment.Setup reads TF_DEVICE; the notebooks run in this process, so set it for the run and restore it after
+        string? previousDevice = Environment.GetEnvironmentVariable(DeviceVariable);
+        Environment.SetEnvironmentVariable(DeviceVariable, device);
+        try { return RunPrepared(prepared, outDir, stdout, stderr); }
+        finally { Environment.SetEnvironmentVariable(DeviceVariable, previousDevice); }
+    }
+
+    /// <summary>The environment variable TorchEnvironment.Setup reads for its device when the notebook passes none.</summary>
+    public const string DeviceVariable = "TF_DEVICE";
+
+    /// <summary>The device a run uses: --device if given, else TF_DEVICE if set, else cpu (CPU stays the default even with a CUDA build).</summary>
+    public static string DeviceFor(string? option, string? environment) =>
+        option ?? (string.IsNullOrWhiteSpace(environment) ? "cpu" : environment.Trim());
+
+    static int RunPrepared(List<PreparedNotebook> prepared, string outDir, TextWriter stdout, TextWriter stderr)
+    {
         var executor = new NotebookExecutor(stderr);
         var results = new List<NotebookRunResult>();
         foreach (var p in prepared)

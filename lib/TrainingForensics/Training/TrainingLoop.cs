@@ -46,6 +46,9 @@ public sealed class TrainingLoop
 
     public TrainingHistory History { get; }
 
+    /// <summary>The loss function the loop calls on (outputs, targets).</summary>
+    public Func<Tensor, Tensor, Tensor> LossFunction => _loss;
+
     /// <summary>Gradients are present, weights not yet updated.</summary>
     public event Action<StepContext>? AfterBackward;
     /// <summary>Weights updated.</summary>

@@ -1,0 +1,536 @@
+using System.Diagnostics;
+using TorchSharp;
+using TorchSharp.Modules;
+using TrainingForensics.Probes;
+using TrainingForensics.Training;
+using static TorchSharp.torch;
+
+namespace TrainingForensics.Diagnostics;
+
+/// <summary>
+/// Watches any TorchSharp training for the bug classes of the case studies and a few generic ones, without
+/// changing it: no random numbers drawn, no running statistics touched (measurement passes run without gradients,
+/// with BatchNorm buffers saved and restored bit for bit and dropout left in eval mode), gradients only read.
+/// <code>
+/// var doctor = TrainingDoctor.Attach(model, optimizer);        // + doctor.AttachTo(loop) for a TrainingLoop
+/// var lossFn = doctor.Loss((o, y) => nn.functional.cross_entropy(o, y));
+/// ... loss = lossFn(model.call(x), y); loss.backward(); doctor.Observe(step); optimizer.step(); ...
+/// Console.WriteLine(doctor.Report());
+/// </code>
+/// Cheap work (the loss value) happens every step; detectors on gradients, weights, outputs and a fixed probe batch
+/// every <see cref="DoctorOptions.Every"/> steps; BatchNorm statistics every <see cref="DoctorOptions.BatchNormEvery"/>.
+/// </summary>
+public sealed class TrainingDoctor : IDisposable
+{
+    readonly nn.Module<Tensor, Tensor> _model;
+    readonly optim.Optimizer _optimizer;
+    readonly List<Action> _removers = new();
+    readonly List<(string Name, Parameter P)> _weights;
+    readonly List<(string Name, BatchNorm Layer)> _batchNorms;
+    readonly (string Name, string Type)? _lastLayer;
+    readonly bool _hasRelu;
+    readonly Stopwatch _own = new();
+    readonly List<(long Step, double Loss)> _losses = new();
+    readonly List<(long Step, double Loss)> _probeLosses = new();
+    TrainingLoop? _loop;
+    Func<Tensor, Tensor, Tensor>? _lossFn;
+    Tensor? _probeX, _probeY;
+    List<Tensor>? _snapshot;
+    long _snapshotStep = long.MinValue, _lastStep = -1, _nextStep;
+    long _observations;
+    bool _detached, _inProbe, _armed, _firstDone;
+    bool? _logitsLoss;
+    long _deadUnits, _reluUnits;
+    (Tensor O, Tensor Y, Tensor L)? _pending;
+    int _validationInspections;
+
+    // detectors
+    readonly NonFiniteValues _nonFinite = new();
+    readonly SquashingLayerBeforeLogitsLoss _squashingLayer = new();
+    readonly ProbabilitiesIntoLogitsLoss _intoLogits;
+    readonly SaturatedOutputs _saturated;
+    readonly FrozenLoss _frozen;
+    readonly LossAtAnalyticFloor _floor;
+    readonly VanishingGradients _vanishing;
+    readonly ExplodingGradients _exploding;
+    readonly DyingRelu _dying;
+    readonly UpdateRatioBand _updates;
+    readonly LossDiverging _diverging;
+    readonly LossScaleCheck? _lossScale;
+    readonly LossScaleReportingCheck _validationScale = new();
+    readonly MetricInputShapes _metricShapes = new();
+    readonly BatchNormDriftCheck? _bn;
+
+    TrainingDoctor(nn.Module<Tensor, Tensor> model, optim.Optimizer optimizer, DoctorOptions options)
+    {
+        _model = model;
+        _optimizer = optimizer;
+        Options = options;
+        _lossFn = options.LossFunction;
+        _logitsLoss = options.LogitsLoss;
+        _weights = model.named_parameters().Where(p => p.parameter.requires_grad && p.parameter.dim() >= 2).Select(p => (p.name, p.parameter)).ToList();
+        if (_weights.Count == 0) throw new ArgumentException("the model has no trainable weight matrices (parameters with 2 or more dimensions) to watch");
+        _batchNorms = model.named_modules().Where(m => m.module is BatchNorm).Select(m => (m.name, (BatchNorm)m.module)).ToList();
+        var leaves = model.named_modules().Where(m => !m.module.children().Any()).ToList();
+        if (leaves.Count > 0 && leaves[^1].module is Sigmoid or Softmax) _lastLayer = (leaves[^1].name, leaves[^1].module.GetType().Name);
+
+        int p = options.Patience;
+        _intoLogits = new ProbabilitiesIntoLogitsLoss(Math.Max(p, (int)Math.Ceiling(20.0 / options.Every)));
+        _saturated = new SaturatedOutputs(options.SaturatedFraction);
+        _frozen = new FrozenLoss(window: Math.Max(p, 5));
+        _floor = new LossAtAnalyticFloor(patience: p);
+        _vanishing = new VanishingGradients(options.VanishingRatio, options.VanishingFirstNorm, p);
+        _exploding = new ExplodingGradients(options.ExplodingFactor, Math.Max(1, p - 1));
+        _dying = new DyingRelu(options.DeadReluFraction, p);
+        _updates = new UpdateRatioBand(options.UpdateRatioLow, options.UpdateRatioHigh, p);
+        _diverging = new LossDiverging(options.DivergenceFactor, p);
+        if (options.ExpectedReduction is { } r) _lossScale = new LossScaleCheck(r, every: 1);
+        if (_batchNorms.Count > 0) _bn = new BatchNormDriftCheck { RelativeGapThreshold = options.RelativeGapThreshold, Patience = Math.Max(2, p - 1) };
+
+        var list = new List<Check> { _nonFinite, _squashingLayer, _intoLogits, _saturated, _frozen, _floor, _vanishing, _exploding, _dying, _updates, _diverging };
+        if (_lossScale != null) list.Add(_lossScale);
+        list.Add(_validationScale);
+        list.Add(_metricShapes);
+        if (_bn != null) list.Add(_bn);
+        Checks = list;
+
+        if (options.ProbeInputs is { } px)
+        {
+            _probeX = px.detach().clone(); _probeX.DetachFromDisposeScope();
+            _probeY = options.ProbeTargets!.detach().clone(); _probeY.DetachFromDisposeScope();
+        }
+        // the first training batch's inputs become the probe batch (a copy)
+        var root = model.register_forward_pre_hook((m, x) => { OnForward(x); return x; });
+        _removers.Add(root.remove);
+        foreach (var (_, module) in model.named_modules())
+            if (module is ReLU or ReLU6)
+            {
+                var relu = (nn.Module<Tensor, Tensor>)module;
+                var h = relu.register_forward_hook((m, input, output) => { OnRelu(output); return output; });
+                _removers.Add(h.remove);
+                _hasRelu = true;
+            }
+    }
+
+    /// <summary>Attaches the doctor to a model and its optimiser (hooks only; the model code is not changed).</summary>
+    public static TrainingDoctor Attach(nn.Module<Tensor, Tensor> model, optim.Optimizer optimizer, DoctorOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(optimizer);
+        var o = options ?? new DoctorOptions();
+        o.Validate();
+        return new TrainingDoctor(model, optimizer, o);
+    }
+
+    public DoctorOptions Options { get; }
+
+    /// <summary>Every detector the doctor runs (those that apply to this model).</summary>
+    public IReadOnlyList<Check> Checks { get; }
+
+    /// <summary>Steps observed so far.</summary>
+    public long Observations => _observations;
+
+    /// <summary>Seconds spent inside the doctor (observations and measurement passes).</summary>
+    public double OwnSeconds => _own.Elapsed.TotalSeconds;
+
+    /// <summary>Whether the loss was recognised as a logits loss (null until known).</summary>
+    public bool? LogitsLoss => _logitsLoss;
+
+    /// <summary>(step, training loss) of every observed step.</summary>
+    public IReadOnlyList<(long Step, double Loss)> Losses => _losses;
+
+    /// <summary>(step, eval-mode loss on the probe batch) at each measurement.</summary>
+    public IReadOnlyList<(long Step, double Loss)> ProbeLosses => _probeLosses;
+
+    /// <summary>Watches every step of <paramref name="loop"/> (after backward, before the optimiser step).</summary>
+    public TrainingDoctor AttachTo(TrainingLoop loop)
+    {
+        ThrowIfDetached();
+        ArgumentNullException.ThrowIfNull(loop);
+        if (_loop != null) throw new InvalidOperationException("the doctor is already attached to a training loop");
+        _loop = loop;
+        _lossFn ??= loop.LossFunction;
+        loop.AfterBackward += OnLoopStep;
+        return this;
+    }
+
+    void OnLoopStep(StepContext ctx)
+    {
+        if (_probeX is null) SetProbeInputs(ctx.Inputs);
+        Observe(ctx.Step, ctx.Outputs, ctx.Targets, ctx.Loss);
+    }
+
+    /// <summary>
+    /// Wraps the training loss: the returned function computes the same loss and remembers its inputs and value,
+    /// so <see cref="Observe(long)"/> needs only the step. The doctor also reuses the function on its probe batch.
+    /// </summary>
+    public Func<Tensor, Tensor, Tensor> Loss(Func<Tensor, Tensor, Tensor> lossFunction)
+    {
+        ArgumentNullException.ThrowIfNull(lossFunction);
+        _lossFn = lossFunction;
+        return (o, y) =>
+        {
+            var l = lossFunction(o, y);
+            if (!_detached && !_inProbe && is_grad_enabled()) _pending = (o, y, l);
+            return l;
+        };
+    }
+
+    /// <summary>
+    /// Wraps a metric (labels, predictions) → value: its inputs are checked for the shapes an automatic accuracy
+    /// misreads. The metric itself is called unchanged.
+    /// </summary>
+    public Func<Tensor, Tensor, T> Metric<T>(Func<Tensor, Tensor, T> metric)
+    {
+        ArgumentNullException.ThrowIfNull(metric);
+        return (yTrue, yPred) =>
+        {
+            if (!_detached) Timed(() => _metricShapes.Observe(Math.Max(_lastStep, 0), yTrue, yPred, "metric"));
+            return metric(yTrue, yPred);
+        };
+    }
+
+    /// <summary>
+    /// Wraps a validation loss: on its first calls it is compared with the training loss on the same outputs and
+    /// targets (a validation loss in other units reads as generalisation that is not there).
+    /// </summary>
+    public Func<Tensor, Tensor, Tensor> ValidationLoss(Func<Tensor, Tensor, Tensor> validationLoss)
+    {
+        ArgumentNullException.ThrowIfNull(validationLoss);
+        return (o, y) =>
+        {
+            if (!_detached && _lossFn is { } train && _validationInspections < 3)
+            {
+                _validationInspections++;
+                Timed(() =>
+                {
+                    try { _validationScale.Inspect(train, validationLoss, o.detach(), y, Math.Max(_lastStep, 0)); }
+                    catch (ArgumentException) { } // shapes a squared-error reading cannot take: nothing to compare
+                });
+            }
+            return validationLoss(o, y);
+        };
+    }
+
+    /// <summary>Observes a step using the inputs and value of the last call of the function <see cref="Loss"/> returned.</summary>
+    public void Observe(long step)
+    {
+        if (_pending is not { } p) throw new InvalidOperationException("no loss computed since the last observation: wrap the loss with doctor.Loss(…) or call Observe(step, outputs, targets, loss)");
+        _pending = null;
+        Observe(step, p.O, p.Y, p.L);
+    }
+
+    /// <summary>
+    /// Observes one training step. Call it after <c>loss.backward()</c> (gradients present), before or after
+    /// <c>optimizer.step()</c> — the same place every step.
+    /// </summary>
+    public void Observe(long step, Tensor outputs, Tensor targets, Tensor loss)
+    {
+        ThrowIfDetached();
+        ArgumentNullException.ThrowIfNull(outputs); ArgumentNullException.ThrowIfNull(targets); ArgumentNullException.ThrowIfNull(loss);
+        if (step <= _lastStep) throw new ArgumentException($"steps must increase: got {step} after {_lastStep}", nameof(step));
+        _own.Start();
+        bool wasInProbe = _inProbe;
+        try
+        {
+            using var scope = NewDisposeScope();
+            using var noGrad = no_grad();
+            _observations++;
+            double lossValue = loss.numel() == 1 ? loss.detach().to_type(ScalarType.Float64).item<double>() : double.NaN;
+            _losses.Add((step, lossValue));
+            _nonFinite.ObserveLoss(step, lossValue);
+            if (!_firstDone) First(step, outputs, targets);
+            if (_snapshot != null && step == _snapshotStep + 1) UpdateRatios(step);
+            DisposeSnapshot();
+            if (step % Options.Every == 0) Measure(step, outputs, targets, lossValue);
+            if (_bn != null && step % Options.BatchNormEvery == 0 && _probeX is not null) MeasureBatchNorm(step);
+            _lastStep = step;
+            _nextStep = step + 1;
+        }
+        finally
+        {
+            _inProbe = wasInProbe;
+            _own.Stop();
+        }
+    }
+
+    void First(long step, Tensor outputs, Tensor targets)
+    {
+        _firstDone = true;
+        if (_probeY is null && _probeX is not null)
+        {
+            long n = Math.Min(_probeX.shape[0], targets.shape[0]);
+            _probeY = targets.detach().narrow(0, 0, n).clone(); _probeY.DetachFromDisposeScope();
+        }
+        _logitsLoss ??= DetectLogitsLoss(outputs, targets);
+        if (_logitsLoss == true && _lastLayer is { } last) _squashingLayer.Observe(step, last.Name, last.Type);
+        _metricShapes.Observe(step, targets, outputs, "loss targets vs outputs");
+    }
+
+    /// <summary>Softmax cross-entropy is shift-invariant per row; BCE-with-logits is compared with the reference.</summary>
+    bool? DetectLogitsLoss(Tensor outputs, Tensor targets)
+    {
+        var o = outputs.detach();
+        if (_lossFn is { } fn)
+        {
+            try
+            {
+                _inProbe = true;
+                if (o.dim() == 2 && o.shape[1] > 1)
+                {
+                    double a = fn(o, targets).to_type(ScalarType.Float64).item<double>();
+                    double b = fn(o + 1.0, targets).to_type(ScalarType.Float64).item<double>();
+                    double c = fn(o * 2.0 + 0.5, targets).to_type(ScalarType.Float64).item<double>();
+                    return Math.Abs(a - b) <= 1e-5 * Math.Max(1, Math.Abs(a)) && Math.Abs(a - c) > 1e-6;
+                }
+                if (targets.numel() == o.numel())
+                {
+                    double a = fn(o, targets).to_type(ScalarType.Float64).item<double>();
+                    double r = nn.functional.binary_cross_entropy_with_logits(o.reshape(targets.shape), targets.to_type(o.dtype)).to_type(ScalarType.Float64).item<double>();
+                    return Math.Abs(a - r) <= 1e-5 * Math.Max(1, Math.Abs(a));
+                }
+                return false;
+            }
+            catch (Exception) { return null; }
+            finally { _inProbe = false; }
+        }
+        // no loss function known: class indices next to class scores are the cross-entropy convention
+        return targets.dim() == 1 && !targets.is_floating_point() && o.dim() == 2 && o.shape[1] > 1;
+    }
+
+    void Measure(long step, Tensor outputs, Tensor targets, double lossValue)
+    {
+        // gradients and weights
+        var norms = new List<Tensor>();
+        var present = new List<string>();
+        foreach (var (name, p) in _weights)
+            if (p.grad is { } g) { norms.Add(linalg.vector_norm(g).to_type(ScalarType.Float64)); present.Add(name); }
+        double weightSq;
+        using (var ws = stack(_weights.Select(w => linalg.vector_norm(w.P).to_type(ScalarType.Float64)).ToArray()))
+            weightSq = ws.square().sum().item<double>();
+        if (norms.Count > 0)
+        {
+            var gn = stack(norms.ToArray()).data<double>().ToArray();
+            double gradSq = gn.Sum(v => v * v);
+            _nonFinite.ObserveTensors(step, gradSq, weightSq);
+            _vanishing.Observe(step, gn[0], gn[^1], present[0], present[^1]);
+            _exploding.Observe(step, Math.Sqrt(gradSq));
+        }
+        else _nonFinite.ObserveTensors(step, 0, weightSq);
+
+        // dying ReLUs: measured by the hooks during this step's forward pass (armed for it), else zero-gradient rows
+        if (_hasRelu)
+        {
+            if (_reluUnits > 0) _dying.Observe(step, (double)_deadUnits / _reluUnits, _reluUnits, "activations");
+        }
+        else if (norms.Count > 0)
+        {
+            long rows = 0, dead = 0;
+            foreach (var (_, p) in _weights)
+                if (p.grad is { } g)
+                {
+                    var rowAbs = g.flatten(1).abs().sum(1);
+                    rows += rowAbs.shape[0];
+                    dead += rowAbs.eq(0).sum().item<long>();
+                }
+            _dying.Observe(step, rows > 0 ? (double)dead / rows : double.NaN, rows, "gradients");
+        }
+        _deadUnits = _reluUnits = 0;
+
+        // a snapshot of the weights: the next observation measures one update
+        _snapshot = _weights.Select(w => { var c = w.P.detach().clone(); c.DetachFromDisposeScope(); return c; }).ToList();
+        _snapshotStep = step;
+
+        // the outputs the loss was given
+        if (outputs.numel() > 0)
+        {
+            _saturated.Observe(step, outputs);
+            if (_logitsLoss == true) _intoLogits.Observe(step, outputs);
+        }
+
+        // the loss scale (squared-error losses under a scale-sensitive optimiser)
+        if (_lossScale != null && double.IsFinite(lossValue) && _optimizer is SGD)
+        {
+            try
+            {
+                var reading = LossScale.Read(lossValue, outputs, targets, _lossScale.Expected);
+                if (reading.Matches.Count > 0 && !reading.AsExpected) _lossScale.Inspect(lossValue, outputs, targets, step);
+            }
+            catch (ArgumentException) { } // not a squared-error loss on these shapes
+        }
+
+        // the fixed probe batch in eval mode
+        if (_lossFn != null && _probeX is not null && _probeY is not null)
+        {
+            double probeLoss = ProbeLoss(evalMode: true, out _);
+            _probeLosses.Add((step, probeLoss));
+            _frozen.Observe(step, probeLoss);
+            _diverging.Observe(step, probeLoss);
+            if (_logitsLoss == true && _probeY.dim() == 1 && !_probeY.is_floating_point() && double.IsFinite(probeLoss))
+            {
+                long classes = Math.Max(2, outputs.dim() == 2 ? outputs.shape[1] : 2);
+                if (classes <= 1000) _floor.Observe(step, probeLoss, _probeY, (int)classes);
+            }
+        }
+    }
+
+    void UpdateRatios(long step)
+    {
+        var ratios = new List<double>();
+        for (int i = 0; i < _weights.Count; i++)
+        {
+            var before = _snapshot![i];
+            double w = linalg.vector_norm(before).to_type(ScalarType.Float64).item<double>();
+            if (!(w > 0)) continue;
+            double d = linalg.vector_norm(_weights[i].P.detach() - before).to_type(ScalarType.Float64).item<double>();
+            ratios.Add(d / w);
+        }
+        if (ratios.Count == 0) return;
+        ratios.Sort();
+        double median = ratios.Count % 2 == 1 ? ratios[ratios.Count / 2] : (ratios[ratios.Count / 2 - 1] + ratios[ratios.Count / 2]) / 2;
+        _updates.Observe(step - 1, median);
+    }
+
+    void DisposeSnapshot()
+    {
+        if (_snapshot == null) return;
+        foreach (var t in _snapshot) t.Dispose();
+        _snapshot = null;
+    }
+
+    /// <summary>
+    /// The loss on the probe batch with every module in eval mode (<paramref name="evalMode"/>) or with only the
+    /// BatchNorm layers in training mode (batch statistics; dropout stays off, so no random numbers are drawn).
+    /// BatchNorm buffers are restored bit for bit; every module's mode is restored.
+    /// </summary>
+    double ProbeLoss(bool evalMode, out IReadOnlyList<BatchNormLayerStats>? stats)
+    {
+        stats = null;
+        var modes = new[] { (Module)_model }.Concat(_model.named_modules().Select(m => m.module)).Distinct().Select(m => (m, m.training)).ToList();
+        var removers = new List<Action>();
+        var collected = new BatchNormLayerStats?[_batchNorms.Count];
+        _inProbe = true;
+        try
+        {
+            using var scope = NewDisposeScope();
+            using var noGrad = no_grad();
+            using var keep = BatchNormBuffers.Preserve(_model);
+            _model.eval();
+            if (!evalMode)
+                for (int i = 0; i < _batchNorms.Count; i++)
+                {
+                    int index = i;
+                    var (name, bn) = _batchNorms[i];
+                    bn.train();
+                    var h = bn.register_forward_pre_hook((m, x) => { collected[index] = BatchNormProbe.Read(name, bn, x, _lastStep + 1); return x; });
+                    removers.Add(h.remove);
+                }
+            var o = _model.call(_probeX!);
+            double loss = _lossFn!(o, _probeY!).to_type(ScalarType.Float64).item<double>();
+            if (!evalMode && collected.All(c => c != null)) stats = collected.Select(c => c!).ToList();
+            return loss;
+        }
+        finally
+        {
+            foreach (var r in removers) r();
+            foreach (var (m, training) in modes) m.train(training);
+            _inProbe = false;
+        }
+    }
+
+    void MeasureBatchNorm(long step)
+    {
+        if (_lossFn is null || _probeY is null)
+        {
+            // statistics only (no loss function): BN-only training-mode pass without a loss
+            return;
+        }
+        double evalLoss = ProbeLoss(evalMode: true, out _);
+        double trainLoss = ProbeLoss(evalMode: false, out var stats);
+        if (stats != null)
+        {
+            var restamped = stats.Select(s => s with { Step = step }).ToList();
+            _bn!.Observe(step, restamped);
+        }
+        if (double.IsFinite(evalLoss) && double.IsFinite(trainLoss) && trainLoss > 0)
+            _bn!.ObserveGap(new TrainEvalGapResult(step, evalLoss, trainLoss, double.NaN, double.NaN, double.NaN, double.NaN), _batchNorms[0].Layer.momentum);
+    }
+
+    void OnForward(Tensor x)
+    {
+        if (_detached || _inProbe || !_model.training || !is_grad_enabled()) return;
+        if (_probeX is null) SetProbeInputs(x);
+        _armed = _hasRelu && _nextStep % Options.Every == 0;
+        _deadUnits = _reluUnits = 0;
+    }
+
+    void SetProbeInputs(Tensor x)
+    {
+        if (x.dim() < 1 || x.shape[0] < 2) return;
+        long n = Math.Min(Options.ProbeSize, x.shape[0]);
+        _probeX = x.detach().narrow(0, 0, n).clone();
+        _probeX.DetachFromDisposeScope();
+    }
+
+    void OnRelu(Tensor output)
+    {
+        if (!_armed || _detached || _inProbe || !is_grad_enabled()) return;
+        _own.Start();
+        try
+        {
+            using var scope = NewDisposeScope();
+            using var noGrad = no_grad();
+            var o = output.detach();
+            if (o.dim() < 2) return;
+            var perUnit = o.transpose(0, 1).flatten(1).amax(new long[] { 1 });
+            _reluUnits += perUnit.shape[0];
+            _deadUnits += perUnit.le(0).sum().item<long>();
+        }
+        finally { _own.Stop(); }
+    }
+
+    void Timed(Action a)
+    {
+        bool running = _own.IsRunning;
+        if (!running) _own.Start();
+        try { a(); } finally { if (!running) _own.Stop(); }
+    }
+
+    /// <summary>
+    /// The BatchNorm fix one call away: re-estimates the running statistics on <paramref name="batches"/> (see
+    /// <see cref="BatchNormRecalibration.Run"/>); returns the number of batches used.
+    /// </summary>
+    public int RecalibrateBatchNorm(IEnumerable<Tensor> batches, int maxBatches = 100)
+    {
+        bool was = _inProbe;
+        _inProbe = true;
+        try { return BatchNormRecalibration.Run(_model, batches, maxBatches); }
+        finally { _inProbe = was; }
+    }
+
+    /// <summary>The findings so far: table, timeline chart, text and JSON.</summary>
+    public DoctorReport Report() => new(Checks, _losses, _probeLosses, _observations, Options);
+
+    /// <summary>Removes every hook and event handler; the model, optimiser and loop are as before attaching.</summary>
+    public void Detach()
+    {
+        if (_detached) return;
+        _detached = true;
+        foreach (var r in _removers) r();
+        _removers.Clear();
+        if (_loop != null) { _loop.AfterBackward -= OnLoopStep; _loop = null; }
+        DisposeSnapshot();
+        _probeX?.Dispose(); _probeY?.Dispose();
+        _probeX = _probeY = null;
+        _pending = null;
+    }
+
+    public bool Detached => _detached;
+
+    public void Dispose() => Detach();
+
+    void ThrowIfDetached()
+    {
+        if (_detached) throw new InvalidOperationException("the doctor was detached; attach a new one");
+    }
+}
