@@ -21,7 +21,8 @@ public sealed record TorchEnvironment(
     string LibTorchVersion,
     string DotnetVersion,
     string OperatingSystem,
-    int ProcessorCount)
+    int ProcessorCount,
+    string OneDnn)
 {
     /// <summary>The default thread count (see the type's remarks); override with TF_THREADS or the argument.</summary>
     public const int DefaultThreads = 1;
@@ -32,7 +33,14 @@ public sealed record TorchEnvironment(
     /// </summary>
     public static TorchEnvironment Setup(int seed = 42, int? threads = null, string? device = null)
     {
+        OneDnnGuard.Apply(); // normally already done when the library loaded; harmless twice
         TorchNative.EnsureLoaded();
+        double convError = OneDnnGuard.SelfCheck();
+        if (!(convError < 1e-3))
+            throw new InvalidOperationException(
+                $"libtorch's CPU convolution gives wrong results on this machine (24-channel 3×3 conv differs from a float64 reference by {convError:G3}; " +
+                $"oneDNN setting: {OneDnnGuard.Setting}). oneDNN reads DNNL_MAX_CPU_ISA at its first convolution: start the process with " +
+                "DNNL_MAX_CPU_ISA=AVX2 set, or make sure no convolution runs before TrainingForensics is first used.");
         var (dev, reason) = PickDevice(device ?? System.Environment.GetEnvironmentVariable("TF_DEVICE"));
         var (n, threadReason) = PickThreads(threads);
         torch.set_num_threads(n);
@@ -42,7 +50,8 @@ public sealed record TorchEnvironment(
             torch.__version__,
             RuntimeInformation.FrameworkDescription,
             RuntimeInformation.OSDescription,
-            System.Environment.ProcessorCount);
+            System.Environment.ProcessorCount,
+            $"{OneDnnGuard.Setting}; convolution self-check error {convError:G2}");
     }
 
     /// <summary>Re-seeds every random source a run uses (torch CPU and CUDA generators, .NET's shared Random).</summary>
@@ -114,6 +123,7 @@ public sealed record TorchEnvironment(
         ("libtorch", LibTorchVersion),
         (".NET", DotnetVersion),
         ("OS", OperatingSystem),
+        ("oneDNN", OneDnn),
     };
 
     public override string ToString() => string.Join(System.Environment.NewLine, Rows().Select(r => $"{r.Name,-10} {r.Value}"));

@@ -115,3 +115,32 @@ internal static class TorchNativeTestAccess
 {
     public static IEnumerable<string> Advice(string lib) => TorchNative.LibStdCxxAdvice(lib);
 }
+
+public class OneDnnGuardTests
+{
+    [Fact]
+    public void Convolution_matches_float64_after_setup()
+    {
+        var env = TorchEnvironment.Setup(seed: 1);
+        Assert.Contains("self-check", env.OneDnn);
+        Assert.True(OneDnnGuard.SelfCheck() < 1e-3, OneDnnGuard.Setting);
+        // The shape that returned garbage under oneDNN's AVX-512 kernels: a module with 24→24 channels
+        using var scope = torch.NewDisposeScope();
+        var conv = torch.nn.Conv2d(24, 24, 3, padding: 1);
+        var x = torch.randn(4, 24, 8, 8);
+        var y = conv.call(x).to_type(torch.ScalarType.Float64);
+        var y64 = torch.nn.functional.conv2d(x.to_type(torch.ScalarType.Float64), conv.weight!.to_type(torch.ScalarType.Float64),
+            conv.bias!.to_type(torch.ScalarType.Float64), padding: new long[] { 1, 1 });
+        Assert.True((y - y64).abs().max().item<double>() < 1e-3);
+    }
+
+    [Fact]
+    public void The_cap_is_in_the_native_environment()
+    {
+        if (OperatingSystem.IsWindows() || System.Environment.GetEnvironmentVariable("TF_ONEDNN_ISA") == "native") return;
+        Assert.Equal("AVX2", Marshal.PtrToStringAnsi(getenv("DNNL_MAX_CPU_ISA")) is "AVX2" ? "AVX2" : OneDnnGuard.Setting);
+    }
+
+    [DllImport("libc")]
+    static extern IntPtr getenv(string name);
+}

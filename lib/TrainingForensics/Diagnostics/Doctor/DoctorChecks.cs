@@ -171,7 +171,7 @@ public sealed class UpdateRatioBand : Check
 {
     int _low, _high;
 
-    public UpdateRatioBand(double low = 1e-7, double high = 0.3, int patience = 3)
+    public UpdateRatioBand(double low = 1e-7, double high = 1.0, int patience = 3)
     {
         if (!(low >= 0 && high > low)) throw new ArgumentOutOfRangeException(nameof(high), $"band [{low}, {high}] is empty");
         if (patience < 1) throw new ArgumentOutOfRangeException(nameof(patience), patience, "patience must be at least 1");
@@ -196,7 +196,7 @@ public sealed class UpdateRatioBand : Check
         _low = medianRatio < Low ? _low + 1 : 0;
         _high = medianRatio > High ? _high + 1 : 0;
         if (_high >= Patience)
-            Fire(step, $"each optimiser step changes the weights by {medianRatio:G3} of their norm (median over layers; sane: about 1e-4 to 1e-2): the learning rate is far too high",
+            Fire(step, $"each optimiser step changes the weights by {medianRatio:G3} of their norm (median over layers): steps larger than the weights themselves — the learning rate is far too high",
                 new Dictionary<string, double> { ["median_update_ratio"] = medianRatio, ["high"] = High },
                 "lower the learning rate (by 10× or more) or add warm-up; check that the loss is not summed where a mean was meant",
                 "02-loss-scale-and-metrics");

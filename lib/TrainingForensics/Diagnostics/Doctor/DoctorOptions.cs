@@ -34,7 +34,7 @@ public sealed record DoctorOptions
     public double ExplodingFactor { get; init; } = 100;
     public double DeadReluFraction { get; init; } = 0.7;
     public double UpdateRatioLow { get; init; } = 1e-7;
-    public double UpdateRatioHigh { get; init; } = 0.3;
+    public double UpdateRatioHigh { get; init; } = 1.0;
     public double SaturatedFraction { get; init; } = 0.99;
     public double DivergenceFactor { get; init; } = 2;
     public double RelativeGapThreshold { get; init; } = 0.5;

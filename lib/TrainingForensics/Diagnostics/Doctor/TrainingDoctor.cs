@@ -27,6 +27,11 @@ public sealed class TrainingDoctor : IDisposable
     readonly List<Action> _removers = new();
     readonly List<(string Name, Parameter P)> _weights;
     readonly List<(string Name, BatchNorm Layer)> _batchNorms;
+    readonly List<nn.Module> _modules;
+    long[]? _probeClassCounts;
+    int _lossScaleReads;
+    (long Step, double Loss)? _lastProbe;
+    readonly List<Tensor> _deadCounts = new();
     readonly (string Name, string Type)? _lastLayer;
     readonly bool _hasRelu;
     readonly Stopwatch _own = new();
@@ -43,6 +48,13 @@ public sealed class TrainingDoctor : IDisposable
     long _deadUnits, _reluUnits;
     (Tensor O, Tensor Y, Tensor L)? _pending;
     int _validationInspections;
+    readonly Dictionary<string, double> _vitals = new();
+
+    void Vital(string name, double value, bool max = true)
+    {
+        if (!double.IsFinite(value)) return;
+        _vitals[name] = _vitals.TryGetValue(name, out var v) ? (max ? Math.Max(v, value) : Math.Min(v, value)) : value;
+    }
 
     // detectors
     readonly NonFiniteValues _nonFinite = new();
@@ -70,6 +82,7 @@ public sealed class TrainingDoctor : IDisposable
         _logitsLoss = options.LogitsLoss;
         _weights = model.named_parameters().Where(p => p.parameter.requires_grad && p.parameter.dim() >= 2).Select(p => (p.name, p.parameter)).ToList();
         if (_weights.Count == 0) throw new ArgumentException("the model has no trainable weight matrices (parameters with 2 or more dimensions) to watch");
+        _modules = new[] { (nn.Module)model }.Concat(model.named_modules().Select(m => m.module)).Distinct().ToList();
         _batchNorms = model.named_modules().Where(m => m.module is BatchNorm).Select(m => (m.name, (BatchNorm)m.module)).ToList();
         var leaves = model.named_modules().Where(m => !m.module.children().Any()).ToList();
         if (leaves.Count > 0 && leaves[^1].module is Sigmoid or Softmax) _lastLayer = (leaves[^1].name, leaves[^1].module.GetType().Name);
@@ -300,30 +313,38 @@ public sealed class TrainingDoctor : IDisposable
 
     void Measure(long step, Tensor outputs, Tensor targets, double lossValue)
     {
-        // gradients and weights
-        var norms = new List<Tensor>();
+        // gradients and weights: every norm in one tensor, one transfer
+        var parts = new List<Tensor>();
         var present = new List<string>();
         foreach (var (name, p) in _weights)
-            if (p.grad is { } g) { norms.Add(linalg.vector_norm(g).to_type(ScalarType.Float64)); present.Add(name); }
-        double weightSq;
-        using (var ws = stack(_weights.Select(w => linalg.vector_norm(w.P).to_type(ScalarType.Float64)).ToArray()))
-            weightSq = ws.square().sum().item<double>();
-        if (norms.Count > 0)
+            if (p.grad is { } g) { parts.Add(linalg.vector_norm(g)); present.Add(name); }
+        int nGrads = parts.Count;
+        foreach (var (_, p) in _weights) parts.Add(linalg.vector_norm(p));
+        var all = stack(parts.ToArray()).to_type(ScalarType.Float64).data<double>().ToArray();
+        double weightSq = all.Skip(nGrads).Sum(v => v * v);
+        var norms = all.Take(nGrads).ToArray();
+        if (nGrads > 0)
         {
-            var gn = stack(norms.ToArray()).data<double>().ToArray();
-            double gradSq = gn.Sum(v => v * v);
+            double gradSq = norms.Sum(v => v * v);
             _nonFinite.ObserveTensors(step, gradSq, weightSq);
-            _vanishing.Observe(step, gn[0], gn[^1], present[0], present[^1]);
+            _vanishing.Observe(step, norms[0], norms[^1], present[0], present[^1]);
             _exploding.Observe(step, Math.Sqrt(gradSq));
+            if (double.IsFinite(_exploding.Baseline) && _exploding.Baseline > 0) Vital("max_grad_growth", Math.Sqrt(gradSq) / _exploding.Baseline);
+            Vital("min_first_grad_norm", norms[0], max: false);
         }
         else _nonFinite.ObserveTensors(step, 0, weightSq);
 
         // dying ReLUs: measured by the hooks during this step's forward pass (armed for it), else zero-gradient rows
         if (_hasRelu)
         {
-            if (_reluUnits > 0) _dying.Observe(step, (double)_deadUnits / _reluUnits, _reluUnits, "activations");
+            if (_deadCounts.Count > 0)
+            {
+                using var dc = stack(_deadCounts.ToArray());
+                _deadUnits = dc.sum().item<long>();
+            }
+            if (_reluUnits > 0) { _dying.Observe(step, (double)_deadUnits / _reluUnits, _reluUnits, "activations"); Vital("max_dead_relu_fraction", (double)_deadUnits / _reluUnits); }
         }
-        else if (norms.Count > 0)
+        else if (nGrads > 0)
         {
             long rows = 0, dead = 0;
             foreach (var (_, p) in _weights)
@@ -336,20 +357,30 @@ public sealed class TrainingDoctor : IDisposable
             _dying.Observe(step, rows > 0 ? (double)dead / rows : double.NaN, rows, "gradients");
         }
         _deadUnits = _reluUnits = 0;
+        foreach (var t in _deadCounts) t.Dispose();
+        _deadCounts.Clear();
 
         // a snapshot of the weights: the next observation measures one update
         _snapshot = _weights.Select(w => { var c = w.P.detach().clone(); c.DetachFromDisposeScope(); return c; }).ToList();
         _snapshotStep = step;
 
-        // the outputs the loss was given
+        // the outputs the loss was given: min, max and the saturated fraction in one transfer
         if (outputs.numel() > 0)
         {
-            _saturated.Observe(step, outputs);
-            if (_logitsLoss == true) _intoLogits.Observe(step, outputs);
+            var o = outputs.detach();
+            var near = o.le(_saturated.Epsilon).logical_or(o.ge(1 - _saturated.Epsilon)).logical_and(o.ge(0)).logical_and(o.le(1));
+            var mm = stack(new[] { o.min().to_type(ScalarType.Float64), o.max().to_type(ScalarType.Float64), near.sum().to_type(ScalarType.Float64) }).data<double>().ToArray();
+            _saturated.Observe(step, mm[2] / o.numel());
+            Vital("max_saturated_fraction", mm[2] / o.numel());
+            if (_logitsLoss == true)
+            {
+                if (mm[0] >= 0 && mm[1] <= 1) _intoLogits.Observe(step, outputs);
+                else if (!_intoLogits.Fired) _intoLogits.Reset();
+            }
         }
 
         // the loss scale (squared-error losses under a scale-sensitive optimiser)
-        if (_lossScale != null && double.IsFinite(lossValue) && _optimizer is SGD)
+        if (_lossScale != null && double.IsFinite(lossValue) && _optimizer is SGD && _lossScaleReads++ < 3)
         {
             try
             {
@@ -363,32 +394,43 @@ public sealed class TrainingDoctor : IDisposable
         if (_lossFn != null && _probeX is not null && _probeY is not null)
         {
             double probeLoss = ProbeLoss(evalMode: true, out _);
+            _lastProbe = (step, probeLoss);
             _probeLosses.Add((step, probeLoss));
+            Vital("max_probe_loss_over_best", probeLoss / Math.Max(1e-12, _probeLosses.Min(p => p.Loss)));
             _frozen.Observe(step, probeLoss);
             _diverging.Observe(step, probeLoss);
             if (_logitsLoss == true && _probeY.dim() == 1 && !_probeY.is_floating_point() && double.IsFinite(probeLoss))
             {
                 long classes = Math.Max(2, outputs.dim() == 2 ? outputs.shape[1] : 2);
-                if (classes <= 1000) _floor.Observe(step, probeLoss, _probeY, (int)classes);
+                if (classes <= 1000)
+                {
+                    if (_probeClassCounts is null)
+                        using (var counts = _probeY.to_type(ScalarType.Int64).bincount(null, classes))
+                            _probeClassCounts = counts.data<long>().ToArray();
+                    _floor.Observe(step, probeLoss, _probeClassCounts);
+                }
             }
         }
     }
 
     void UpdateRatios(long step)
     {
-        var ratios = new List<double>();
+        var parts = new List<Tensor>();
         for (int i = 0; i < _weights.Count; i++)
         {
-            var before = _snapshot![i];
-            double w = linalg.vector_norm(before).to_type(ScalarType.Float64).item<double>();
-            if (!(w > 0)) continue;
-            double d = linalg.vector_norm(_weights[i].P.detach() - before).to_type(ScalarType.Float64).item<double>();
-            ratios.Add(d / w);
+            parts.Add(linalg.vector_norm(_snapshot![i]));
+            parts.Add(linalg.vector_norm(_weights[i].P.detach() - _snapshot[i]));
         }
+        var v = stack(parts.ToArray()).to_type(ScalarType.Float64).data<double>().ToArray();
+        var ratios = new List<double>();
+        for (int i = 0; i < _weights.Count; i++)
+            if (v[2 * i] > 0) ratios.Add(v[2 * i + 1] / v[2 * i]);
         if (ratios.Count == 0) return;
         ratios.Sort();
         double median = ratios.Count % 2 == 1 ? ratios[ratios.Count / 2] : (ratios[ratios.Count / 2 - 1] + ratios[ratios.Count / 2]) / 2;
         _updates.Observe(step - 1, median);
+        Vital("max_update_ratio", median);
+        Vital("min_update_ratio", median, max: false);
     }
 
     void DisposeSnapshot()
@@ -406,7 +448,7 @@ public sealed class TrainingDoctor : IDisposable
     double ProbeLoss(bool evalMode, out IReadOnlyList<BatchNormLayerStats>? stats)
     {
         stats = null;
-        var modes = new[] { (Module)_model }.Concat(_model.named_modules().Select(m => m.module)).Distinct().Select(m => (m, m.training)).ToList();
+        var modes = _modules.Select(m => (m, m.training)).ToList();
         var removers = new List<Action>();
         var collected = new BatchNormLayerStats?[_batchNorms.Count];
         _inProbe = true;
@@ -414,7 +456,7 @@ public sealed class TrainingDoctor : IDisposable
         {
             using var scope = NewDisposeScope();
             using var noGrad = no_grad();
-            using var keep = BatchNormBuffers.Preserve(_model);
+            using var keep = _batchNorms.Count > 0 ? BatchNormBuffers.Preserve(_model) : null;
             _model.eval();
             if (!evalMode)
                 for (int i = 0; i < _batchNorms.Count; i++)
@@ -433,7 +475,9 @@ public sealed class TrainingDoctor : IDisposable
         finally
         {
             foreach (var r in removers) r();
-            foreach (var (m, training) in modes) m.train(training);
+            // train(bool) is recursive: one call when every module had the same mode, else module by module (parents first)
+            if (modes.All(x => x.training == modes[0].training)) _model.train(modes[0].training);
+            else foreach (var (m, training) in modes) m.train(training);
             _inProbe = false;
         }
     }
@@ -445,15 +489,21 @@ public sealed class TrainingDoctor : IDisposable
             // statistics only (no loss function): BN-only training-mode pass without a loss
             return;
         }
-        double evalLoss = ProbeLoss(evalMode: true, out _);
+        double evalLoss = _lastProbe is { } lp && lp.Step == step ? lp.Loss : ProbeLoss(evalMode: true, out _);
         double trainLoss = ProbeLoss(evalMode: false, out var stats);
         if (stats != null)
         {
             var restamped = stats.Select(s => s with { Step = step }).ToList();
             _bn!.Observe(step, restamped);
+            Vital("max_bn_var_ratio", _bn.LastVarRatio);
+            Vital("max_bn_mean_shift", _bn.LastMeanShift);
         }
         if (double.IsFinite(evalLoss) && double.IsFinite(trainLoss) && trainLoss > 0)
-            _bn!.ObserveGap(new TrainEvalGapResult(step, evalLoss, trainLoss, double.NaN, double.NaN, double.NaN, double.NaN), _batchNorms[0].Layer.momentum);
+        {
+            var gap = new TrainEvalGapResult(step, evalLoss, trainLoss, double.NaN, double.NaN, double.NaN, double.NaN);
+            _bn!.ObserveGap(gap, _batchNorms[0].Layer.momentum);
+            Vital("max_relative_train_eval_gap", gap.RelativeGap);
+        }
     }
 
     void OnForward(Tensor x)
@@ -462,6 +512,8 @@ public sealed class TrainingDoctor : IDisposable
         if (_probeX is null) SetProbeInputs(x);
         _armed = _hasRelu && _nextStep % Options.Every == 0;
         _deadUnits = _reluUnits = 0;
+        foreach (var t in _deadCounts) t.Dispose();
+        _deadCounts.Clear();
     }
 
     void SetProbeInputs(Tensor x)
@@ -484,7 +536,9 @@ public sealed class TrainingDoctor : IDisposable
             if (o.dim() < 2) return;
             var perUnit = o.transpose(0, 1).flatten(1).amax(new long[] { 1 });
             _reluUnits += perUnit.shape[0];
-            _deadUnits += perUnit.le(0).sum().item<long>();
+            var dead = perUnit.le(0).sum();
+            dead.DetachFromDisposeScope();
+            _deadCounts.Add(dead);
         }
         finally { _own.Stop(); }
     }
@@ -509,7 +563,10 @@ public sealed class TrainingDoctor : IDisposable
     }
 
     /// <summary>The findings so far: table, timeline chart, text and JSON.</summary>
-    public DoctorReport Report() => new(Checks, _losses, _probeLosses, _observations, Options);
+    public DoctorReport Report() => new(Checks, _losses, _probeLosses, _observations, Options, _vitals);
+
+    /// <summary>Extremes of the measured quantities so far (e.g. max_update_ratio): how close a run came to each threshold.</summary>
+    public IReadOnlyDictionary<string, double> Vitals => _vitals;
 
     /// <summary>Removes every hook and event handler; the model, optimiser and loop are as before attaching.</summary>
     public void Detach()

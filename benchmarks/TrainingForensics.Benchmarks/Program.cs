@@ -1,0 +1,289 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json.Nodes;
+using TorchSharp;
+using TrainingForensics.Benchmarks;
+using TrainingForensics.Diagnostics;
+using TrainingForensics.Models;
+using TrainingForensics.Probes;
+using TrainingForensics.Runner;
+using TrainingForensics.Setup;
+using TrainingForensics.Training;
+using static TorchSharp.torch;
+using static TrainingForensics.Benchmarks.Measure;
+
+// usage: dotnet run -c Release --project benchmarks/TrainingForensics.Benchmarks -- [--quick] [--notebooks] [--out FILE]
+//   --quick      short timings (a smoke test of the program, numbers not for the record)
+//   --notebooks  also each notebook's end-to-end time at its default parameters (minutes)
+//   --out FILE   also write the report as Markdown (docs/benchmarks.md is the committed one)
+//   --notebooks-out DIR   keep the executed notebooks of --notebooks there (e.g. for scripts/render_pictures.py)
+var argv = args.ToList();
+bool quick = argv.Remove("--quick"), notebooks = argv.Remove("--notebooks");
+string? Option(string name)
+{
+    int i = argv.IndexOf(name);
+    if (i < 0 || i + 1 >= argv.Count) return null;
+    string v = argv[i + 1];
+    argv.RemoveRange(i, 2);
+    return v;
+}
+string? outFile = Option("--out"), notebooksOut = Option("--notebooks-out");
+if (argv.Count > 0)
+{
+    Console.Error.WriteLine($"unknown argument(s): {string.Join(" ", argv)}\nusage: TrainingForensics.Benchmarks [--quick] [--notebooks [--notebooks-out DIR]] [--out FILE]");
+    return 2;
+}
+
+double seconds = quick ? 0.3 : 2.5;
+var env = TorchEnvironment.Setup(seed: 1, threads: 1, device: "cpu");
+var report = new StringBuilder();
+void Line(string s = "") { Console.WriteLine(s); report.AppendLine(s); }
+var total = Stopwatch.StartNew();
+
+string loadBefore = Machine.LoadAverage();
+Line("# TrainingForensics benchmarks");
+Line();
+Line($"Measured {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC{(quick ? " with --quick (short timings: not for the record)" : "")}.");
+Line();
+Line("| machine | |");
+Line("|---|---|");
+Line($"| CPU | {Machine.CpuModel()} |");
+Line($"| cores (logical) | {Environment.ProcessorCount} |");
+Line($"| OS | {Machine.Os()} |");
+Line($"| .NET | {env.DotnetVersion} |");
+Line($"| TorchSharp / libtorch | {env.TorchSharpVersion} / {env.LibTorchVersion} (CPU) |");
+Line($"| load average (1, 5, 15 min) at start | {loadBefore} |");
+Line();
+
+// ---- 1. memory (first: a process that has run nothing else yet) ----------------------------------------
+Line("## Memory");
+Line();
+{
+    torch.set_num_threads(1);
+    TorchEnvironment.Reseed(1);
+    int epochs = quick ? 3 : 10;
+    using var mnist = TrainingForensics.Data.Mnist.Load();
+    var model = Mlp.Create([784, 256, 128, 10]);
+    var loop = new TrainingLoop(model, optim.SGD(model.parameters(), 0.1), (yy, t) => nn.functional.cross_entropy(yy, t), "memory");
+    var rss = new List<double> { Machine.RssMiB() }; // data loaded, model built, nothing trained
+    loop.EpochEnded += _ => rss.Add(Machine.RssMiB());
+    var gen = new Generator(1);
+    var sw = Stopwatch.StartNew();
+    loop.Run(_ => mnist.Train.Batches(512, shuffle: true, generator: gen, flatten: true), epochs);
+    Line($"RSS of this process while the MNIST MLP trains {epochs} epochs at batch 512 on the 60,000 training images " +
+         $"({loop.StepCount} steps, {F(sw.Elapsed.TotalSeconds, "N1")} s), measured after a full .NET GC at each epoch end:");
+    Line();
+    Line("| before training | after epoch 1 | after epoch " + epochs + " | growth epoch 1 → " + epochs + " | per epoch |");
+    Line("|---:|---:|---:|---:|---:|");
+    double growth = rss[^1] - rss[1];
+    Line($"| {F(rss[0])} MiB | {F(rss[1])} MiB | {F(rss[^1])} MiB | {F(growth)} MiB | {F(growth / Math.Max(1, epochs - 1), "N2")} MiB |");
+    Line();
+    Line("Per epoch end (MiB): " + string.Join(", ", rss.Skip(1).Select(v => F(v))) + ".");
+    Line();
+}
+
+// ---- 2. roofline ------------------------------------------------------------------------------------------
+var roofline = new Dictionary<int, double>();
+foreach (int t in new[] { 1, 2 })
+{
+    torch.set_num_threads(t);
+    roofline[t] = MatmulGflops(512, seconds);
+}
+torch.set_num_threads(1);
+double roof = roofline[1];
+
+// ---- 3. training step rates ---------------------------------------------------------------------------------
+Line("## Training step rate");
+Line();
+Line("Steps per second of `TrainingLoop.Step` (forward, loss, backward, SGD step, loss read back) on a fixed batch of " +
+     "random data. GFLOP/s counts only the matmul/convolution multiply-adds of forward and backward, from the shapes " +
+     "(biases, activations, BatchNorm, loss and optimiser not counted: a lower bound). The roofline is the float32 " +
+     $"512×512 matmul rate measured in this run: {F(roofline[1])} GFLOP/s with 1 thread, {F(roofline[2])} with 2.");
+Line();
+Line("| model | batch | MFLOP/step | threads | steps/s | GFLOP/s | of 1-thread matmul | of matmul, same threads |");
+Line("|---|---:|---:|---:|---:|---:|---:|---:|");
+
+(Func<nn.Module<Tensor, Tensor>> Create, Func<int, (Tensor, Tensor)> Batch, Func<Tensor, Tensor, Tensor> Loss) MlpWorkload() =>
+    (() => Mlp.Create([784, 256, 128, 10]),
+     b => (randn(b, 784), randint(0, 10, b, dtype: int64)),
+     (y, t) => nn.functional.cross_entropy(y, t));
+(Func<nn.Module<Tensor, Tensor>> Create, Func<int, (Tensor, Tensor)> Batch, Func<Tensor, Tensor, Tensor> Loss) ConvWorkload() =>
+    (() => ConvBnNet.Create(),
+     b => (randn(b, 1, 32, 32), rand(b, 2, 16, 16)),
+     (y, t) => nn.functional.binary_cross_entropy_with_logits(y, t));
+
+var workloads = new List<(string Name, int Batch, (Func<nn.Module<Tensor, Tensor>> Create, Func<int, (Tensor, Tensor)> Batch, Func<Tensor, Tensor, Tensor> Loss) W)>
+{
+    ("MLP 784-256-128-10", 32, MlpWorkload()), ("MLP 784-256-128-10", 128, MlpWorkload()), ("MLP 784-256-128-10", 512, MlpWorkload()),
+    ("conv+BN net (ConvBnNet, 1×32×32)", 8, ConvWorkload()),
+};
+foreach (var (name, batch, w) in workloads)
+{
+    foreach (int t in new[] { 1, 2 })
+    {
+        torch.set_num_threads(t);
+        TorchEnvironment.Reseed(1);
+        using var scope = NewDisposeScope();
+        var model = w.Create();
+        var (x, y) = w.Batch(batch);
+        var flops = Flops.OfStep(model, x);
+        var loop = new TrainingLoop(model, optim.SGD(model.parameters(), 0.01), w.Loss, "bench");
+        double rate = Rate(() => loop.Step(x, y), warmup: 5, seconds);
+        double gflops = rate * flops.Step / 1e9;
+        Line($"| {name} | {batch} | {F(flops.Step / 1e6, "N2")} | {t} | {F(rate, "N0")} | {F(gflops, "N2")} | {F(gflops / roof, "P0")} | {F(gflops / roofline[t], "P0")} |");
+    }
+}
+torch.set_num_threads(1);
+Line();
+
+// ---- 4. doctor and probe overhead -------------------------------------------------------------------------------
+Line("## Doctor and probe overhead");
+Line();
+Line("Time per training step with the instrument attached ÷ without (1 thread; rounds of steps interleaved, medians). " +
+     "The training doctor's default cadence is `new DoctorOptions()` (detectors every " + new DoctorOptions().Every +
+     " steps, BatchNorm checks every " + new DoctorOptions().BatchNormEvery + "); every step is `DoctorOptions.EveryStep`. " +
+     "The probes `GradientNorms` and `UpdateRatios` (both attached) run every step by default; shown also every 50.");
+Line();
+Line("| workload | baseline ms/step | doctor, default | doctor, every step | probes, every 50 | probes, every step |");
+Line("|---|---:|---:|---:|---:|---:|");
+foreach (var (name, batch, w) in new[] { workloads[1], workloads[3] })
+{
+    TorchEnvironment.Reseed(1);
+    using var scope = NewDisposeScope();
+    var (x, y) = w.Batch(batch);
+    (TrainingLoop Loop, nn.Module<Tensor, Tensor> Model, optim.Optimizer Optimizer) Fresh()
+    {
+        var m = w.Create();
+        var opt = optim.SGD(m.parameters(), 0.01);
+        return (new TrainingLoop(m, opt, w.Loss, "bench"), m, opt);
+    }
+    var plain = Fresh().Loop;
+    var d1 = Fresh();
+    var doctor1 = TrainingDoctor.Attach(d1.Model, d1.Optimizer, new DoctorOptions()).AttachTo(d1.Loop);
+    var d2 = Fresh();
+    var doctor2 = TrainingDoctor.Attach(d2.Model, d2.Optimizer, DoctorOptions.EveryStep).AttachTo(d2.Loop);
+    var probes50 = Fresh().Loop;
+    new GradientNorms(every: 50).AttachTo(probes50);
+    new UpdateRatios(every: 50).AttachTo(probes50);
+    var probesEvery = Fresh().Loop;
+    new GradientNorms().AttachTo(probesEvery);
+    new UpdateRatios().AttachTo(probesEvery);
+    // 100 steps a round: the default cadences (50, 100) fire in every round
+    var loops = new[] { plain, d1.Loop, d2.Loop, probes50, probesEvery };
+    var perStep = InterleavedSecondsPerCall(loops.Select(l => (Action)(() => l.Step(x, y))).ToList(),
+        callsPerRound: 100, rounds: quick ? 2 : 7, warmup: 5);
+    Line($"| {name}, batch {batch} | {F(perStep[0] * 1e3, "N3")} | " + string.Join(" | ", perStep.Skip(1).Select(s => F(s / perStep[0], "N2") + "×")) + " |");
+    doctor1.Dispose();
+    doctor2.Dispose();
+}
+Line();
+
+// ---- 5. runner ------------------------------------------------------------------------------------------------
+Line("## Runner");
+Line();
+string scratch = Path.Combine(Path.GetTempPath(), "tf-bench-" + Guid.NewGuid().ToString("N")[..8]);
+Directory.CreateDirectory(scratch);
+try
+{
+    string one = WriteNotebook(scratch, "one", ["int n = 1;"]);
+    string many = WriteNotebook(scratch, "many", ["int n = 0;", .. Enumerable.Range(0, 200).Select(_ => "n++;")]);
+    string outDir = Path.Combine(scratch, "out");
+    double Time(string nb) { var sw = Stopwatch.StartNew(); Check(RunnerCli.Run([nb, "--out", outDir], TextWriter.Null, TextWriter.Null), nb); return sw.Elapsed.TotalSeconds; }
+    double first = Time(one);
+    var oneAgain = Enumerable.Range(0, 3).Select(_ => Time(one)).ToList();
+    var manyTimes = Enumerable.Range(0, 3).Select(_ => Time(many)).ToList();
+    double perCell = (Median(manyTimes) - Median(oneAgain)) / 200;
+    Line("In-process `RunnerCli.Run` on generated notebooks (outputs written: .ipynb, .html, figures, index).");
+    Line();
+    Line("| what | seconds |");
+    Line("|---|---:|");
+    Line($"| first 1-cell notebook in a fresh process (Roslyn and reference warm-up included) | {F(first, "N2")} |");
+    Line($"| the same notebook again (median of 3) | {F(Median(oneAgain), "N3")} |");
+    Line($"| per extra cell: (201-cell − 1-cell notebook) ÷ 200, medians of 3 | {F(perCell, "N4")} |");
+    Line();
+}
+finally
+{
+    try { Directory.Delete(scratch, true); } catch (IOException) { }
+}
+
+if (notebooks)
+{
+    string root = RepositoryRoot();
+    Line("Each notebook end to end at its default parameters (in this process, after the warm-up above; outputs written):");
+    Line();
+    Line("| notebook | seconds | status |");
+    Line("|---|---:|---|");
+    string outDir = notebooksOut ?? Path.Combine(Path.GetTempPath(), "tf-bench-nb-" + Guid.NewGuid().ToString("N")[..8]);
+    try
+    {
+        foreach (var nb in Directory.GetFiles(Path.Combine(root, "notebooks"), "*.ipynb").OrderBy(p => p, StringComparer.Ordinal))
+        {
+            var sw = Stopwatch.StartNew();
+            int rc = RunnerCli.Run([nb, "--out", outDir], TextWriter.Null, Console.Error);
+            Line($"| {Path.GetFileNameWithoutExtension(nb)} | {F(sw.Elapsed.TotalSeconds, "N0")} | {(rc == 0 ? "ok" : $"FAILED (exit {rc})")} |");
+        }
+    }
+    finally
+    {
+        if (notebooksOut == null)
+            try { Directory.Delete(outDir, true); } catch (IOException) { }
+    }
+    Line();
+}
+else
+{
+    Line("Notebooks end to end: not measured in this run (`--notebooks` adds them; minutes).");
+    Line();
+}
+
+Line($"Load average at the end: {Machine.LoadAverage()}. Total time {F(total.Elapsed.TotalSeconds, "N0")} s.");
+Line();
+Line("Rerun: `dotnet run -c Release --project benchmarks/TrainingForensics.Benchmarks -- --notebooks --out docs/benchmarks.md` " +
+     "(on a quiet machine; without `--notebooks` it takes about a minute).");
+
+if (outFile != null)
+{
+    Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(outFile))!);
+    File.WriteAllText(outFile, report.ToString());
+    Console.Error.WriteLine($"written: {outFile}");
+}
+return 0;
+
+static void Check(int rc, string nb)
+{
+    if (rc != 0) throw new InvalidOperationException($"the runner failed on {nb} (exit {rc})");
+}
+
+static string WriteNotebook(string dir, string name, IEnumerable<string> cells)
+{
+    int i = 0;
+    var nb = new JsonObject
+    {
+        ["cells"] = new JsonArray(cells.Select(src => (JsonNode?)new JsonObject
+        {
+            ["cell_type"] = "code", ["execution_count"] = null, ["id"] = $"c{++i}",
+            ["metadata"] = new JsonObject { ["polyglot_notebook"] = new JsonObject { ["kernelName"] = "csharp" } },
+            ["outputs"] = new JsonArray(), ["source"] = src,
+        }).ToArray()),
+        ["metadata"] = new JsonObject
+        {
+            ["kernelspec"] = new JsonObject { ["display_name"] = ".NET (C#)", ["language"] = "C#", ["name"] = ".net-csharp" },
+            ["language_info"] = new JsonObject { ["name"] = "polyglot-notebook" },
+        },
+        ["nbformat"] = 4, ["nbformat_minor"] = 5,
+    };
+    string path = Path.Combine(dir, name + ".ipynb");
+    File.WriteAllText(path, nb.ToJsonString());
+    return path;
+}
+
+static string RepositoryRoot()
+{
+    foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
+        for (var d = new DirectoryInfo(start); d != null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "Directory.Packages.props")) && Directory.Exists(Path.Combine(d.FullName, "notebooks")))
+                return d.FullName;
+    throw new DirectoryNotFoundException("run from inside the repository (no notebooks/ next to Directory.Packages.props found)");
+}

@@ -1,0 +1,57 @@
+using System.Text.Json;
+using TrainingForensics.Diagnostics;
+using TrainingForensics.Setup;
+
+namespace TrainingForensics.Tests.Library;
+
+public class ClinicTests
+{
+    [Fact]
+    public void Quick_clinic_finds_the_designed_bugs_and_stays_quiet_on_the_baselines()
+    {
+        Environment.SetEnvironmentVariable("TF_DATA", Path.Combine(TestPaths.RepositoryRoot, "data"));
+        TorchEnvironment.Setup(1);
+        var cases = ClinicCases.Quick();
+        Assert.Contains(cases, c => c.Group == ClinicGroup.DesignedBug);
+        Assert.Contains(cases, c => c.Group == ClinicGroup.Healthy);
+        Assert.Contains(cases, c => c.Group == ClinicGroup.HeldOutBug);
+        var report = Clinic.Run(cases, seed: 1, measureOverhead: false);
+        foreach (var r in report.Results.Where(r => r.Case.Group == ClinicGroup.DesignedBug))
+            Assert.True(r.Verdict == "found", $"{r.Case.Name}: {r.Verdict}\n{r.Report}");
+        foreach (var r in report.Results.Where(r => r.Case.Group == ClinicGroup.Healthy))
+            Assert.True(r.Verdict == "quiet", $"{r.Case.Name}: {r.Verdict}\n{r.Report}");
+        var confusion = report.Confusion();
+        Assert.Equal(3, (int)confusion.Rows.Count);
+        Assert.Equal(report.Results.Count, confusion.Columns["cases"].Cast<int?>().Sum(x => x ?? 0));
+        using var json = JsonDocument.Parse(report.ToJson());
+        Assert.Equal(cases.Count, json.RootElement.GetProperty("cases").GetArrayLength());
+        Assert.Contains("designed-for bugs:", report.ToString());
+    }
+
+    [Fact]
+    public void Suite_meets_the_issue_counts_and_scoring_rules()
+    {
+        var all = ClinicCases.All();
+        Assert.True(all.Count(c => c.Group == ClinicGroup.Healthy) >= 8);
+        Assert.True(all.Count(c => c.Group == ClinicGroup.HeldOutBug) >= 3);
+        foreach (var source in new[] { "01-loss-plateau", "02-loss-scale-and-metrics", "03-batchnorm-train-vs-eval" })
+            Assert.Contains(all, c => c.Group == ClinicGroup.DesignedBug && c.Source == source);
+        Assert.Equal(all.Count, all.Select(c => c.Name).Distinct().Count());
+        Assert.Throws<ArgumentException>(() => ClinicCases.Named("no such case"));
+    }
+
+    [Fact]
+    public void Overhead_is_measured_interleaved_with_medians()
+    {
+        Environment.SetEnvironmentVariable("TF_DATA", Path.Combine(TestPaths.RepositoryRoot, "data"));
+        TorchEnvironment.Setup(1);
+        var mlp = ClinicCases.OverheadWorkloads()[0].Case;
+        var o = Clinic.MeasureOverhead(mlp, 20, 3, 1, new DoctorOptions());
+        Assert.Equal(3, o.DefaultRatios.Length);
+        Assert.Equal(o.DefaultRatios.OrderBy(x => x).ElementAt(1), o.DefaultRatio);
+        Assert.True(o.BaselineStepMs > 0);
+        // every detector every step costs more than the default cadence (a sanity check of the measurement, not a target)
+        Assert.True(o.EveryStepRatio > o.DefaultRatio, $"every step {o.EveryStepRatio:F3} vs default {o.DefaultRatio:F3}");
+        Assert.Throws<ArgumentOutOfRangeException>(() => Clinic.MeasureOverhead(mlp, 0, 3, 1, new DoctorOptions()));
+    }
+}

@@ -1,0 +1,356 @@
+using System.Text.Json;
+using TorchSharp;
+using TorchSharp.Modules;
+using TrainingForensics.Diagnostics;
+using TrainingForensics.Models;
+using TrainingForensics.Setup;
+using TrainingForensics.Training;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+using Reduction = TrainingForensics.Training.Reduction;
+
+namespace TrainingForensics.Tests.Library;
+
+public class DoctorTests
+{
+    // ------------------------------------------------------------------ detectors on crafted numbers
+
+    [Fact]
+    public void NonFinite_fires_on_nan_loss_and_inf_gradients_only()
+    {
+        var quiet = new NonFiniteValues();
+        quiet.ObserveLoss(0, 0.7); quiet.ObserveTensors(0, 1.5, 30);
+        Assert.False(quiet.Fired);
+        var loss = new NonFiniteValues();
+        loss.ObserveLoss(4, double.NaN);
+        Assert.Equal(4, loss.Finding!.FirstStep);
+        var grads = new NonFiniteValues();
+        grads.ObserveTensors(7, double.PositiveInfinity, 30);
+        Assert.Contains("gradient", grads.Finding!.Summary);
+    }
+
+    [Fact]
+    public void Vanishing_gradients_follow_the_AutoTrainer_rule_with_patience()
+    {
+        var c = new VanishingGradients(patience: 2);
+        c.Observe(0, 1e-3, 1.0);   // ratio 1e-3 but ‖G1‖ 1e-3 > 1e-4: healthy
+        c.Observe(1, 5e-5, 0.01);  // ‖G1‖ ≤ 1e-4 but ratio 5e-3 > 1e-3: healthy
+        Assert.False(c.Fired);
+        c.Observe(2, 5e-5, 1.0);
+        Assert.False(c.Fired);     // first hit, patience 2
+        c.Observe(3, 0, 0);        // all zero counts as vanished
+        Assert.True(c.Fired);
+        Assert.Equal(3, c.Finding!.FirstStep);
+        Assert.Equal(2, c.Finding.Evidence["since_step"]);
+    }
+
+    [Fact]
+    public void Exploding_gradients_compare_with_the_start_of_training()
+    {
+        var c = new ExplodingGradients(factor: 100, patience: 2);
+        foreach (var (s, n) in new[] { (0L, 1.0), (1L, 2.0), (2L, 1.5) }) c.Observe(s, n);
+        Assert.Equal(1.5, c.Baseline);
+        c.Observe(3, 140); c.Observe(4, 10); c.Observe(5, 200);
+        Assert.False(c.Fired);
+        c.Observe(6, 300);
+        Assert.True(c.Fired);
+        Assert.Equal(200, c.Finding!.Evidence["growth"], 6);
+    }
+
+    [Fact]
+    public void Dying_relu_and_update_ratio_and_divergence_need_sustained_evidence()
+    {
+        var d = new DyingRelu(patience: 2);
+        d.Observe(0, 0.9, 100); d.Observe(1, 0.5, 100); d.Observe(2, 0.8, 100);
+        Assert.False(d.Fired);
+        d.Observe(3, 0.7, 100);
+        Assert.True(d.Fired);
+
+        var u = new UpdateRatioBand(patience: 2);
+        foreach (var r in new[] { 1e-3, 0.5, 2.0, 1e-3, 1e-8 }) u.Observe(0, r);
+        Assert.False(u.Fired);
+        u.Observe(9, 1e-9);
+        Assert.Contains("not moving", u.Finding!.Summary);
+        var high = new UpdateRatioBand(patience: 1);
+        high.Observe(3, 1.5);
+        Assert.Contains("far too high", high.Finding!.Summary);
+
+        var l = new LossDiverging(patience: 2);
+        foreach (var (s, v) in new[] { (0L, 2.3), (1L, 1.0), (2L, 0.5), (3L, 1.2), (4L, 0.4), (5L, 0.9) }) l.Observe(s, v);
+        Assert.False(l.Fired);     // 0.9 > 2×0.4 but only once in a row
+        l.Observe(6, 0.95);
+        Assert.True(l.Fired);
+        Assert.Equal(0.4, l.Finding!.Evidence["best_loss"]);
+        var tiny = new LossDiverging(patience: 1);
+        foreach (var v in new[] { 2.3, 0.001, 0.003, 0.004 }) tiny.Observe(0, v); // doubling near zero is not divergence
+        Assert.False(tiny.Fired);
+    }
+
+    [Fact]
+    public void Metric_shapes_flag_the_auto_accuracy_pitfalls_only()
+    {
+        var check = new MetricInputShapes();
+        Assert.Null(check.Observe(0, tensor(new long[] { 1, 2, 3 }), randn(3, 10)));                 // sparse categorical: fine
+        Assert.Null(check.Observe(0, functional.one_hot(tensor(new long[] { 1, 2 }), 4), randn(2, 4))); // one-hot vs scores: fine
+        Assert.Null(check.Observe(0, tensor(new long[] { 0, 1, 1 }), rand(3, 1)));                    // binary with 0/1 labels: fine
+        Assert.False(check.Fired);
+        Assert.NotNull(check.Observe(5, tensor(new long[] { 1, 2, 3 }), tensor(new long[] { 1, 2, 2 })));
+        Assert.Equal(5, check.Finding!.FirstStep);
+        Assert.Contains("ONE", check.Finding.Summary);
+        var binary = new MetricInputShapes();
+        Assert.NotNull(binary.Observe(0, tensor(new long[] { 0, 4, 9 }), rand(3, 1)));
+    }
+
+    // ------------------------------------------------------------------ the doctor on real training
+
+    static (Sequential Model, optim.Optimizer Opt) Mlp(int seed, string? output = null, double lr = 1e-2, string opt = "adam")
+    {
+        TorchEnvironment.Reseed(seed);
+        var m = Models.Mlp.Create(new[] { 20, 32, 3 }, output);
+        return (m, opt == "sgd" ? optim.SGD(m.parameters(), lr) : optim.Adam(m.parameters(), lr));
+    }
+
+    /// <summary>A learnable 3-class problem: the class is the argmax of three fixed projections of the input.</summary>
+    static (Tensor X, Tensor Y) Batch(long step, int n = 32, double scale = 1)
+    {
+        var g = new Generator((ulong)(1000 + step));
+        var x = randn(new long[] { n, 20 }, generator: g) * scale;
+        var y = x.narrow(1, 0, 3).argmax(1);
+        return (x, y);
+    }
+
+    static DoctorReport Train(nn.Module<Tensor, Tensor> model, optim.Optimizer opt, Func<Tensor, Tensor, Tensor> loss, int steps, DoctorOptions? options = null, double scale = 1)
+    {
+        using var doctor = TrainingDoctor.Attach(model, opt, options ?? new DoctorOptions { Every = 5, BatchNormEvery = 5 });
+        var lossFn = doctor.Loss(loss);
+        for (int s = 0; s < steps; s++)
+        {
+            using var scope = NewDisposeScope();
+            var (x, y) = Batch(s, scale: scale);
+            opt.zero_grad();
+            var l = lossFn(model.call(x), y);
+            l.backward();
+            doctor.Observe(s);
+            opt.step();
+        }
+        return doctor.Report();
+    }
+
+    static Tensor Ce(Tensor o, Tensor y) => functional.cross_entropy(o, y);
+
+    [Fact]
+    public void Healthy_training_gives_no_finding()
+    {
+        var (m, opt) = Mlp(1);
+        var report = Train(m, opt, Ce, 120);
+        Assert.True(report.Healthy, report.ToString());
+        Assert.Equal(120, report.StepsObserved);
+        Assert.True(report.Vitals["max_update_ratio"] < 1.0);
+    }
+
+    [Fact]
+    public void Softmax_before_cross_entropy_is_found_statically_and_by_the_outputs()
+    {
+        var (m, opt) = Mlp(1, output: "softmax");
+        var report = Train(m, opt, Ce, 30);
+        Assert.Equal(0, report.Get("squashing-layer-before-logits-loss")!.FirstStep);
+        Assert.True(report.Has("probabilities-into-logits-loss"));
+        Assert.Equal("01-loss-plateau", report.Get("squashing-layer-before-logits-loss")!.Notebook);
+    }
+
+    [Fact]
+    public void A_squashing_layer_before_an_mse_loss_is_not_a_logits_bug()
+    {
+        var (m, opt) = Mlp(1, output: "sigmoid");
+        var report = Train(m, opt, (o, y) => functional.mse_loss(o, functional.one_hot(y, 3).to_type(ScalarType.Float32)), 30);
+        Assert.False(report.Has("squashing-layer-before-logits-loss"));
+        Assert.False(report.Has("probabilities-into-logits-loss"));
+    }
+
+    [Fact]
+    public void Dead_relus_are_found_through_forward_hooks()
+    {
+        var (m, opt) = Mlp(1);
+        using (no_grad()) ((Linear)m[0]).bias!.fill_(-50);   // every hidden unit starts (and stays) dead
+        var report = Train(m, opt, Ce, 20);
+        var f = report.Get("dying-relu");
+        Assert.NotNull(f);
+        Assert.Equal(1.0, f!.Evidence["dead_fraction"]);
+        Assert.Equal(32, f.Evidence["units"]);
+    }
+
+    [Fact]
+    public void Nan_from_a_huge_learning_rate_is_found()
+    {
+        var (m, opt) = Mlp(1, lr: 1e4, opt: "sgd");
+        var report = Train(m, opt, (o, y) => (o - functional.one_hot(y, 3)).pow(2).sum(), 40, scale: 100);
+        Assert.True(report.Has("nan-or-inf"), report.ToString());
+    }
+
+    [Fact]
+    public void Mean_mse_under_sgd_is_read_as_the_wrong_reduction_but_not_under_adam()
+    {
+        var mean = Losses.Mse(Reduction.Mean);
+        var (m, opt) = Mlp(1, lr: 0.01, opt: "sgd");
+        var sgd = Train(m, opt, mean, 10);
+        var f = sgd.Get("loss-scale");
+        Assert.NotNull(f);
+        Assert.Equal(1.0 / 3, f!.Evidence["factor"], 4);
+        var (m2, opt2) = Mlp(1, lr: 0.01);
+        Assert.False(Train(m2, opt2, mean, 10).Has("loss-scale"));
+        var (m3, opt3) = Mlp(1, lr: 0.01, opt: "sgd");
+        Assert.False(Train(m3, opt3, Losses.Mse(Reduction.SumOverBatch), 10).Has("loss-scale"));
+    }
+
+    [Fact]
+    public void Metric_and_validation_wrappers_inspect_what_they_are_given()
+    {
+        var (m, opt) = Mlp(1);
+        using var doctor = TrainingDoctor.Attach(m, opt);
+        var train = doctor.Loss(Losses.Mse(Reduction.SumOverBatch));
+        var (x, y) = Batch(0);
+        var l = train(m.call(x), y); l.backward(); doctor.Observe(0);
+        var metric = doctor.Metric((t, p) => (double)p.eq(t).sum().item<long>());
+        Assert.Equal(metric(y, y), (double)y.shape[0]);     // the wrapped metric returns what the metric returns
+        Assert.True(doctor.Checks.Single(c => c.Name == "metric-label-shapes").Fired);
+        var val = doctor.ValidationLoss(Losses.Mse(Reduction.Mean));
+        using (no_grad()) val(m.call(x), y);
+        Assert.True(doctor.Checks.Single(c => c.Name == "validation-loss-reduction").Fired);
+    }
+
+    // ------------------------------------------------------------------ no interference, attach/detach
+
+    static Sequential BnDropoutNet()
+    {
+        return Sequential(("fc1", Linear(20, 32)), ("bn", BatchNorm1d(32, momentum: 0.1)), ("relu", ReLU()),
+            ("drop", Dropout(0.3)), ("fc2", Linear(32, 3)));
+    }
+
+    static (List<float> Losses, float[] Weights, float[] RunningVar) Run(int steps, DoctorOptions? options, int detachAfter = int.MaxValue, bool loop = false)
+    {
+        TorchEnvironment.Reseed(7);
+        var model = BnDropoutNet();
+        var opt = optim.Adam(model.parameters(), 1e-2);
+        var losses = new List<float>();
+        TrainingDoctor? doctor = options != null ? TrainingDoctor.Attach(model, opt, options) : null;
+        if (loop)
+        {
+            var tl = new TrainingLoop(model, opt, Ce);
+            doctor?.AttachTo(tl);
+            for (int s = 0; s < steps; s++)
+            {
+                if (s == detachAfter) doctor?.Detach();
+                using var scope = NewDisposeScope();
+                var (x, y) = Batch(s);
+                losses.Add((float)tl.Step(x, y).Loss);
+            }
+        }
+        else
+        {
+            var lossFn = doctor?.Loss(Ce) ?? Ce;
+            for (int s = 0; s < steps; s++)
+            {
+                if (s == detachAfter) doctor?.Detach();
+                using var scope = NewDisposeScope();
+                var (x, y) = Batch(s);
+                model.train();
+                opt.zero_grad();
+                var l = lossFn(model.call(x), y);
+                l.backward();
+                if (doctor is { Detached: false }) doctor.Observe(s);
+                opt.step();
+                losses.Add(l.item<float>());
+            }
+        }
+        var w = model.parameters().SelectMany(p => p.detach().data<float>().ToArray()).ToArray();
+        var rv = ((BatchNorm1d)model[1]).running_var!.data<float>().ToArray();
+        return (losses, w, rv);
+    }
+
+    [Fact]
+    public void The_doctor_does_not_change_training_bit_for_bit_before_and_after_detach()
+    {
+        var plain = Run(40, null);
+        var watched = Run(40, DoctorOptions.EveryStep, detachAfter: 25);
+        Assert.Equal(plain.Losses, watched.Losses);          // dropout draws and BN statistics unchanged
+        Assert.Equal(plain.Weights, watched.Weights);
+        Assert.Equal(plain.RunningVar, watched.RunningVar);
+        var looped = Run(40, DoctorOptions.EveryStep, detachAfter: 25, loop: true);
+        var plainLoop = Run(40, null, loop: true);
+        Assert.Equal(plainLoop.Losses, looped.Losses);
+        Assert.Equal(plainLoop.Weights, looped.Weights);
+    }
+
+    [Fact]
+    public void Detach_removes_hooks_and_the_loop_handler()
+    {
+        TorchEnvironment.Reseed(3);
+        var model = BnDropoutNet();
+        var opt = optim.Adam(model.parameters(), 1e-2);
+        var loop = new TrainingLoop(model, opt, Ce);
+        var doctor = TrainingDoctor.Attach(model, opt, DoctorOptions.EveryStep).AttachTo(loop);
+        Assert.Throws<InvalidOperationException>(() => doctor.AttachTo(loop));
+        for (int s = 0; s < 3; s++) { using var scope = NewDisposeScope(); var (x, y) = Batch(s); loop.Step(x, y); }
+        Assert.Equal(3, doctor.Observations);
+        doctor.Detach();
+        for (int s = 3; s < 6; s++) { using var scope = NewDisposeScope(); var (x, y) = Batch(s); loop.Step(x, y); }
+        Assert.Equal(3, doctor.Observations);
+        Assert.True(doctor.Detached);
+        Assert.Throws<InvalidOperationException>(() => doctor.Observe(10, randn(2, 3), tensor(new long[] { 0, 1 }), tensor(1.0f)));
+        // a new doctor on the same model starts clean
+        using var again = TrainingDoctor.Attach(model, opt, DoctorOptions.EveryStep).AttachTo(loop);
+        { using var scope = NewDisposeScope(); var (x, y) = Batch(9); loop.Step(x, y); }
+        Assert.Equal(1, again.Observations);
+    }
+
+    [Fact]
+    public void Bad_arguments_are_refused_with_the_cause()
+    {
+        var (m, opt) = Mlp(1);
+        Assert.Throws<ArgumentOutOfRangeException>(() => TrainingDoctor.Attach(m, opt, new DoctorOptions { Every = 0 }));
+        Assert.Throws<ArgumentException>(() => TrainingDoctor.Attach(m, opt, new DoctorOptions { ProbeInputs = randn(4, 20) }));
+        using var d = TrainingDoctor.Attach(m, opt);
+        Assert.Throws<InvalidOperationException>(() => d.Observe(0));
+        d.Observe(3, randn(2, 3), tensor(new long[] { 0, 1 }), tensor(1.0f));
+        var e = Assert.Throws<ArgumentException>(() => d.Observe(3, randn(2, 3), tensor(new long[] { 0, 1 }), tensor(1.0f)));
+        Assert.Contains("increase", e.Message);
+    }
+
+    // ------------------------------------------------------------------ report formats
+
+    [Fact]
+    public void Report_reads_as_table_text_json_and_timeline()
+    {
+        var (m, opt) = Mlp(1, output: "softmax");
+        var report = Train(m, opt, Ce, 30);
+        var df = report.ToDataFrame();
+        Assert.Equal(new[] { "check", "first_step", "finding", "evidence", "fix", "notebook" }, df.Columns.Select(c => c.Name));
+        Assert.Equal(report.Findings.Count, (int)df.Rows.Count);
+        string text = report.ToString();
+        Assert.Contains("squashing-layer-before-logits-loss", text);
+        Assert.Contains("fix:", text);
+        using var json = JsonDocument.Parse(report.ToJson());
+        Assert.False(json.RootElement.GetProperty("healthy").GetBoolean());
+        Assert.Equal(report.Findings.Count, json.RootElement.GetProperty("findings").GetArrayLength());
+        Assert.Equal(30, json.RootElement.GetProperty("steps_observed").GetInt64());
+        string chart = Charts.Charts.ToJson(report.Timeline());
+        Assert.Contains("first fired", chart);
+        Assert.Contains("squashing-layer-before-logits-loss", chart);
+        Assert.Contains("<table>", report.ToHtml());
+    }
+
+    [Fact]
+    public void Recalibration_is_one_call_away_and_leaves_training_untouched()
+    {
+        TorchEnvironment.Reseed(5);
+        var model = BnDropoutNet();
+        var opt = optim.Adam(model.parameters(), 1e-2);
+        using var doctor = TrainingDoctor.Attach(model, opt);
+        var bn = (BatchNorm1d)model[1];
+        Assert.Equal(1f, bn.running_var!.data<float>()[0]);
+        var batches = Enumerable.Range(0, 4).Select(i => Batch(i, scale: 3).X).ToList();
+        Assert.Equal(4, doctor.RecalibrateBatchNorm(batches));
+        Assert.True(bn.running_var!.mean().item<float>() > 2f);   // inputs ×3: variance ≫ 1 after re-estimation
+        Assert.Equal(0.1, bn.momentum);
+    }
+}
