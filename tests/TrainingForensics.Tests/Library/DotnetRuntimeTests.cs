@@ -26,3 +26,37 @@ public class DotnetRuntimeTests
         Assert.True(Environment.Version.Major >= 10, RuntimeInformation.FrameworkDescription);
     }
 }
+
+public class NativeLoadFailureTests
+{
+    /// <summary>
+    /// End to end: a copy of the .NET 9 check whose libLibTorchSharp.so is the unpatched original. On a host whose
+    /// libstdc++ lacks GLIBCXX_3.4.32 it must fail with TorchNativeLoadException naming the cause and the remedy.
+    /// </summary>
+    [Fact]
+    public void Unpatched_native_library_fails_with_a_clear_message()
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        var (_, versions) = TrainingForensics.Native.TorchNative.HostLibStdCxx();
+        if (versions.Contains("GLIBCXX_3.4.32")) return; // this host loads the original: nothing to diagnose
+        string original = Path.Combine(TestPaths.NuGetPackageRoot, "torchsharp", "0.107.0", "runtimes", "linux-x64", "native", "libLibTorchSharp.so");
+        string built = Path.Combine(TestPaths.RepositoryRoot, "tests", "TrainingForensics.Net9Check", "bin", "Debug", "net9.0", RuntimeInformation.RuntimeIdentifier);
+        Assert.True(File.Exists(original) && Directory.Exists(built), "needs the NuGet cache and the built .NET 9 check");
+        using var dir = new TempDir();
+        string copy = Path.Combine(dir.Path, "app");
+        // hard-linked copy (libtorch is ~0.5 GB), then a real copy of the one file that differs
+        using (var cp = Process.Start(new ProcessStartInfo("cp", new[] { "-al", built, copy }))!) cp.WaitForExit();
+        string lib = Directory.GetFiles(copy, "libLibTorchSharp.so", SearchOption.AllDirectories).Single();
+        File.Delete(lib);
+        File.Copy(original, lib);
+        var psi = new ProcessStartInfo(Path.Combine(copy, "TrainingForensics.Net9Check")) { RedirectStandardOutput = true, RedirectStandardError = true };
+        using var p = Process.Start(psi)!;
+        string output = p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd();
+        Assert.True(p.WaitForExit(120_000));
+        Assert.NotEqual(0, p.ExitCode);
+        Assert.Contains("TorchNativeLoadException", output);
+        Assert.Contains("could not be loaded", output);
+        Assert.Contains("GLIBCXX_3.4.32", output);
+        Assert.Contains("dotnet build", output);
+    }
+}

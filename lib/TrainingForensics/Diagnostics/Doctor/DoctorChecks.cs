@@ -285,7 +285,7 @@ public sealed class MetricInputShapes : Check
 /// A sigmoid or softmax is the model's last layer while the loss applies its own softmax (shift-invariant:
 /// loss(o + c) = loss(o)): the outputs are squashed twice. A static check, fired at the first observation.
 /// </summary>
-public sealed class SquashingLayerBeforeLogitsLoss : Check
+internal sealed class SquashingLayerBeforeLogitsLoss : Check
 {
     public override string Name => "squashing-layer-before-logits-loss";
 
