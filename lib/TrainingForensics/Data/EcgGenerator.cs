@@ -78,15 +78,8 @@ public sealed class EcgSet : IDisposable
     public IEnumerable<(Tensor X, Tensor Y)> Batches(int batchSize, bool shuffle = true, Generator? generator = null,
         bool standardize = false, bool dropLast = false)
     {
-        if (batchSize <= 0) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "batch size must be positive");
-        long[] index;
-        using (NewDisposeScope())
-            index = (shuffle ? randperm(Count, generator: generator) : arange(Count)).data<long>().ToArray();
-        for (long start = 0; start < Count; start += batchSize)
+        foreach (var idx in BatchOrder.Indices(Count, batchSize, shuffle, generator, dropLast))
         {
-            long n = Math.Min(batchSize, Count - start);
-            if (dropLast && n < batchSize) yield break;
-            var idx = tensor(index.AsSpan((int)start, (int)n).ToArray());
             var x = Signals.index_select(0, idx);
             if (standardize) x = Standardize(x);
             yield return (x, Labels.index_select(0, idx));

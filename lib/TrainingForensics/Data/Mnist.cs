@@ -37,16 +37,9 @@ public sealed class ImageSet : IDisposable
     public IEnumerable<(Tensor X, Tensor Y)> Batches(int batchSize, bool shuffle = true, Generator? generator = null,
         Device? device = null, bool flatten = false, bool dropLast = false)
     {
-        if (batchSize <= 0) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "batch size must be positive");
-        long[] index;
-        // Own scope: this runs lazily inside whatever scope the caller opened for the first batch.
-        using (NewDisposeScope())
-            index = (shuffle ? randperm(Count, generator: generator) : arange(Count)).data<long>().ToArray();
-        for (long start = 0; start < Count; start += batchSize)
+        foreach (var idx in BatchOrder.Indices(Count, batchSize, shuffle, generator, dropLast))
         {
-            long n = Math.Min(batchSize, Count - start);
-            if (dropLast && n < batchSize) yield break;
-            var idx = tensor(index.AsSpan((int)start, (int)n).ToArray());
+            long n = idx.shape[0];
             var x = Images.index_select(0, idx);
             if (flatten) x = x.reshape(n, -1);
             var y = Labels.index_select(0, idx);

@@ -172,8 +172,9 @@ public class OutputTests(ITestOutputHelper log)
             }
         }
 
-        // nbformat's own validator where python3 has it
-        var psi = new ProcessStartInfo("python3") { RedirectStandardOutput = true, RedirectStandardError = true };
+        // nbformat's own validator where python3 has it (Debian's python3-nbformat lives under /usr/bin/python3,
+        // which a pyenv python3 earlier on PATH does not see)
+        var psi = new ProcessStartInfo(File.Exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3") { RedirectStandardOutput = true, RedirectStandardError = true };
         psi.ArgumentList.Add("-c");
         psi.ArgumentList.Add("import sys\ntry:\n import nbformat\nexcept ImportError:\n print('SKIP'); sys.exit(0)\n" +
                              "nb = nbformat.read(sys.argv[1], as_version=4)\nnbformat.validate(nb)\nprint('VALID')");
