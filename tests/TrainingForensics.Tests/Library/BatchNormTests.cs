@@ -206,4 +206,78 @@ public class BatchNormTests
         for (int s = 100; s <= 1000; s += 100) fine.ObserveGap(new TrainEvalGapResult(s, 0.0021, 0.002, 1, 1, 0.9, 0.9), 0.1);
         Assert.False(fine.Fired);
     }
+    // a sawtooth of conv-weight norms: 10 measurements shrinking 10% each, then a 3x jump, three times over
+    static List<(long Step, double Norm)> Sawtooth(int teeth, int length = 10, double jump = 3)
+    {
+        var norms = new List<(long, double)>();
+        double n = 4; long step = 100;
+        for (int t = 0; t < teeth; t++)
+        {
+            for (int k = 0; k < length; k++, step += 100) { norms.Add((step, n)); n *= 0.9; }
+            n *= jump;
+        }
+        for (int k = 0; k < length; k++, step += 100) { norms.Add((step, n)); n *= 0.9; }
+        return norms;
+    }
+
+    [Fact]
+    public void Cycle_analysis_finds_each_jump_once_with_its_shrink_and_loss_spike()
+    {
+        var norms = Sawtooth(3);
+        var losses = Enumerable.Repeat(0.001, (int)norms[^1].Step).ToArray();
+        losses[2050] = 0.02; // inside the second jump: measurements at 2000 (low) and 2100 (high) -> step indices 2000..2099
+        var jumps = TrainEvalGapCycles.Jumps(norms, stepLosses: losses);
+        Assert.Equal(3, jumps.Count);
+        Assert.Equal(new long[] { 1000, 2000, 3000 }, jumps.Select(j => j.LowStep));
+        Assert.Equal(new long[] { 1100, 2100, 3100 }, jumps.Select(j => j.HighStep));
+        Assert.All(jumps, j => Assert.Equal(3 * 0.9, j.Rise, 9));
+        Assert.Equal(1 - Math.Pow(0.9, 9), jumps[1].ShrinkBefore, 9);
+        Assert.Equal(1.0, jumps[0].LossSpike, 9);
+        Assert.Equal(20.0, jumps[1].LossSpike, 9);
+        // a two-step rise is one jump (not two), and the next window does not reach back into it
+        var twoStep = new List<(long, double)> { (100, 2.0), (200, 1.0), (300, 1.2), (400, 2.4), (500, 2.2), (600, 2.0) };
+        var one = Assert.Single(TrainEvalGapCycles.Jumps(twoStep));
+        Assert.Equal((200L, 400L), (one.LowStep, one.HighStep));
+        Assert.Equal(0.5, one.ShrinkBefore, 9);
+        // a slow drift up (10% per measurement) and small wiggles are not jumps
+        var slow = Enumerable.Range(1, 20).Select(i => ((long)i * 100, Math.Pow(1.1, i) * (i % 2 == 0 ? 1.0 : 0.97))).ToList();
+        Assert.Empty(TrainEvalGapCycles.Jumps(slow));
+        Assert.Throws<ArgumentOutOfRangeException>(() => TrainEvalGapCycles.Jumps(norms, rise: 1.0));
+        Assert.Throws<ArgumentException>(() => TrainEvalGapCycles.Jumps(new List<(long, double)> { (1, 1.0), (2, double.NaN) }));
+    }
+
+    [Fact]
+    public void Cycle_analysis_measures_phases_and_late_shares()
+    {
+        var norms = Sawtooth(2);
+        // eval loss grows while the weights shrink (0.001 right after a jump, x1.2 per measurement); train-mode loss flat
+        var curve = new List<TrainEvalGapResult>();
+        double ev = 0.001;
+        for (int i = 0; i < norms.Count; i++)
+        {
+            if (i > 0 && norms[i].Norm > norms[i - 1].Norm) ev = 0.001;
+            curve.Add(new TrainEvalGapResult(norms[i].Step, ev, 0.001, ev > 0.002 ? 0.5 : 1.0, 1.0, 0.9, 0.9));
+            ev *= 1.2;
+        }
+        var a = TrainEvalGapCycles.Analyze(norms, curve, null, norms[^1].Step);
+        Assert.Equal(2, a.Jumps.Count);
+        Assert.Equal(2, a.Cycles);
+        Assert.Equal(2, a.Phases.Count);
+        Assert.Equal(1100, a.Phases[0].FromStep);
+        Assert.Equal(2000, a.Phases[0].ToStep);
+        Assert.Equal(0.001, a.Phases[0].MinEvalLoss, 12);
+        Assert.Equal(Math.Pow(1.2, 9), a.Phases[0].EvalLossRise, 9);
+        Assert.Equal(0.001 * Math.Pow(1.2, 9), a.Jumps[0].PeakEvalLoss, 12); // the low point before the jump
+        Assert.True(double.IsNaN(a.Jumps[0].LossSpike));
+        var late = curve.Where(c => c.Step > a.LateFrom).ToList();
+        Assert.Equal(late.Count, a.LatePoints);
+        Assert.Equal(late.Count(c => c.EvalLoss > 1.5 * c.TrainModeLoss) / (double)late.Count, a.LateCollapseShare, 12);
+        Assert.Equal(late.Count(c => c.EvalAccuracy < 0.9) / (double)late.Count, a.LateLowAccuracyShare, 12);
+        Assert.InRange(a.LateCollapseShare, 0.3, 0.95); // neither none nor all: the test data has both kinds
+        Assert.Equal(0.001, a.LateMaxTrainModeLoss, 12);
+        // a stricter shrink threshold than the data's 61% counts no cycles
+        Assert.Equal(0, TrainEvalGapCycles.Analyze(norms, curve, null, norms[^1].Step, shrink: 0.7).Cycles);
+        Assert.Throws<ArgumentException>(() => TrainEvalGapCycles.Analyze(norms.Skip(1).ToList(), curve, null, 3000));
+        Assert.Throws<ArgumentException>(() => TrainEvalGapCycles.Analyze(norms, curve, null, 2 * norms[^1].Step));
+    }
 }

@@ -3,6 +3,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using TrainingForensics.Diagnostics;
 using TrainingForensics.Models;
+using TrainingForensics.Probes;
 using TrainingForensics.Setup;
 using TrainingForensics.Training;
 using static TorchSharp.torch;
@@ -279,6 +280,43 @@ public class DoctorTests
         var plainLoop = Run(40, null, loop: true);
         Assert.Equal(plainLoop.Losses, looped.Losses);
         Assert.Equal(plainLoop.Weights, looped.Weights);
+    }
+
+    [Fact]
+    public void Batched_reads_give_the_same_batchnorm_statistics_and_update_ratios_as_the_direct_measurements()
+    {
+        TorchEnvironment.Reseed(5);
+        var model = BnDropoutNet();
+        var opt = optim.SGD(model.parameters(), 0.05);
+        var (px, py) = Batch(100);
+        using var doctor = TrainingDoctor.Attach(model, opt, DoctorOptions.EveryStep with { ProbeInputs = px, ProbeTargets = py });
+        var lossFn = doctor.Loss(Ce);
+        var weights = model.named_parameters().Where(p => p.parameter.dim() >= 2).Select(p => p.parameter).ToList();
+        var before = new List<Tensor>();
+        for (int s = 0; s < 2; s++)
+        {
+            var (x, y) = Batch(s);
+            model.train(); opt.zero_grad();
+            lossFn(model.call(x), y).backward();
+            doctor.Observe(s);
+            if (s == 0)
+            {
+                // the doctor's BatchNorm reading (one pass, one transfer) against BatchNormProbe on the same state and images
+                var check = new BatchNormDriftCheck();
+                check.Observe(0, BatchNormProbe.Measure(model, px, 0));
+                Assert.Equal(check.LastVarRatio, doctor.Vitals["max_bn_var_ratio"], 10);
+                Assert.Equal(check.LastMeanShift, doctor.Vitals["max_bn_mean_shift"], 10);
+                before = weights.Select(w => w.detach().clone()).ToList();
+            }
+            else
+            {
+                // ‖ΔW‖/‖W‖ of step 0 (measured at step 1), median over the weight matrices (two here: the mean of both)
+                var ratios = weights.Select((w, i) => linalg.vector_norm(w.detach() - before[i]).item<float>() / (double)linalg.vector_norm(before[i]).item<float>()).ToList();
+                Assert.True(ratios.Min() > 0);
+                Assert.Equal(ratios.Average(), doctor.Vitals["max_update_ratio"], 12);
+            }
+            opt.step();
+        }
     }
 
     [Fact]

@@ -28,10 +28,13 @@ public sealed class TrainingDoctor : IDisposable
     readonly List<(string Name, Parameter P)> _weights;
     readonly List<(string Name, BatchNorm Layer)> _batchNorms;
     readonly List<nn.Module> _modules;
+    readonly bool[] _modes;
+    readonly Tensor?[] _bnCollected;
+    bool _collectBn;
     long[]? _probeClassCounts;
     int _lossScaleReads;
     (long Step, double Loss)? _lastProbe;
-    readonly List<Tensor> _deadCounts = new();
+    readonly List<Tensor> _deadCounts = new(); // per-unit maxima of each armed ReLU output
     readonly (string Name, string Type)? _lastLayer;
     readonly bool _hasRelu;
     readonly Stopwatch _own = new();
@@ -84,6 +87,9 @@ public sealed class TrainingDoctor : IDisposable
         if (_weights.Count == 0) throw new ArgumentException("the model has no trainable weight matrices (parameters with 2 or more dimensions) to watch");
         _modules = new[] { (nn.Module)model }.Concat(model.named_modules().Select(m => m.module)).Distinct().ToList();
         _batchNorms = model.named_modules().Where(m => m.module is BatchNorm).Select(m => (m.name, (BatchNorm)m.module)).ToList();
+        _modes = new bool[_modules.Count];
+        _snapshotNorms = new double[_weights.Count];
+        _bnCollected = new Tensor?[_batchNorms.Count];
         var leaves = model.named_modules().Where(m => !m.module.children().Any()).ToList();
         if (leaves.Count > 0 && leaves[^1].module is Sigmoid or Softmax) _lastLayer = (leaves[^1].name, leaves[^1].module.GetType().Name);
 
@@ -115,6 +121,12 @@ public sealed class TrainingDoctor : IDisposable
         // the first training batch's inputs become the probe batch (a copy)
         var root = model.register_forward_pre_hook((m, x) => { OnForward(x); return x; });
         _removers.Add(root.remove);
+        for (int i = 0; i < _batchNorms.Count; i++)
+        {
+            int index = i;
+            var h = _batchNorms[i].Layer.register_forward_pre_hook((m, x) => { OnBatchNormInput(index, x); return x; });
+            _removers.Add(h.remove);
+        }
         foreach (var (_, module) in model.named_modules())
             if (module is ReLU or ReLU6)
             {
@@ -339,8 +351,8 @@ public sealed class TrainingDoctor : IDisposable
         {
             if (_deadCounts.Count > 0)
             {
-                using var dc = stack(_deadCounts.ToArray());
-                _deadUnits = dc.sum().item<long>();
+                using var maxima = cat(_deadCounts);
+                _deadUnits = maxima.le(0).sum().item<long>();
             }
             if (_reluUnits > 0) { _dying.Observe(step, (double)_deadUnits / _reluUnits, _reluUnits, "activations"); Vital("max_dead_relu_fraction", (double)_deadUnits / _reluUnits); }
         }
@@ -361,7 +373,15 @@ public sealed class TrainingDoctor : IDisposable
         _deadCounts.Clear();
 
         // a snapshot of the weights: the next observation measures one update
-        _snapshot = _weights.Select(w => { var c = w.P.detach().clone(); c.DetachFromDisposeScope(); return c; }).ToList();
+        // copied into buffers kept from one measurement to the next (no large allocation per step)
+        if (_snapshotBuffers is null)
+        {
+            _snapshotBuffers = new List<Tensor>(_weights.Count);
+            foreach (var (_, p) in _weights) { var c = empty_like(p.detach()); c.DetachFromDisposeScope(); _snapshotBuffers.Add(c); }
+        }
+        for (int i = 0; i < _weights.Count; i++) _snapshotBuffers[i].copy_(_weights[i].P.detach());
+        _snapshot = _snapshotBuffers;
+        Array.Copy(all, nGrads, _snapshotNorms, 0, _weights.Count);
         _snapshotStep = step;
 
         // the outputs the loss was given: min, max and the saturated fraction in one transfer
@@ -396,7 +416,8 @@ public sealed class TrainingDoctor : IDisposable
             double probeLoss = ProbeLoss(evalMode: true, out _);
             _lastProbe = (step, probeLoss);
             _probeLosses.Add((step, probeLoss));
-            Vital("max_probe_loss_over_best", probeLoss / Math.Max(1e-12, _probeLosses.Min(p => p.Loss)));
+            _bestProbeLoss = _probeLosses.Count == 1 ? probeLoss : Math.Min(_bestProbeLoss, probeLoss); // as Min over the list (NaN propagates)
+            Vital("max_probe_loss_over_best", probeLoss / Math.Max(1e-12, _bestProbeLoss));
             _frozen.Observe(step, probeLoss);
             _diverging.Observe(step, probeLoss);
             if (_logitsLoss == true && _probeY.dim() == 1 && !_probeY.is_floating_point() && double.IsFinite(probeLoss))
@@ -415,16 +436,14 @@ public sealed class TrainingDoctor : IDisposable
 
     void UpdateRatios(long step)
     {
-        var parts = new List<Tensor>();
+        // ‖W‖ at the snapshot was measured with the snapshot (same tensor values): only ‖ΔW‖ is computed here
+        var parts = new Tensor[_weights.Count];
+        // ΔW in the snapshot buffer itself (it is refilled at the next measurement): ‖W_old − W‖ = ‖W − W_old‖ exactly
+        for (int i = 0; i < _weights.Count; i++) parts[i] = linalg.vector_norm(_snapshot![i].sub_(_weights[i].P.detach()));
+        var v = stack(parts).to_type(ScalarType.Float64).data<double>();
+        var ratios = new List<double>(_weights.Count);
         for (int i = 0; i < _weights.Count; i++)
-        {
-            parts.Add(linalg.vector_norm(_snapshot![i]));
-            parts.Add(linalg.vector_norm(_weights[i].P.detach() - _snapshot[i]));
-        }
-        var v = stack(parts.ToArray()).to_type(ScalarType.Float64).data<double>().ToArray();
-        var ratios = new List<double>();
-        for (int i = 0; i < _weights.Count; i++)
-            if (v[2 * i] > 0) ratios.Add(v[2 * i + 1] / v[2 * i]);
+            if (_snapshotNorms[i] > 0) ratios.Add(v[i] / _snapshotNorms[i]);
         if (ratios.Count == 0) return;
         ratios.Sort();
         double median = ratios.Count % 2 == 1 ? ratios[ratios.Count / 2] : (ratios[ratios.Count / 2 - 1] + ratios[ratios.Count / 2]) / 2;
@@ -433,53 +452,103 @@ public sealed class TrainingDoctor : IDisposable
         Vital("min_update_ratio", median, max: false);
     }
 
-    void DisposeSnapshot()
+    void DisposeSnapshot() => _snapshot = null;
+
+    void DisposeSnapshotBuffers()
     {
-        if (_snapshot == null) return;
-        foreach (var t in _snapshot) t.Dispose();
         _snapshot = null;
+        if (_snapshotBuffers == null) return;
+        foreach (var t in _snapshotBuffers) t.Dispose();
+        _snapshotBuffers = null;
     }
+
+    List<Tensor>? _snapshotBuffers;
+
+    readonly double[] _snapshotNorms;
+    double _bestProbeLoss;
 
     /// <summary>
     /// The loss on the probe batch with every module in eval mode (<paramref name="evalMode"/>) or with only the
     /// BatchNorm layers in training mode (batch statistics; dropout stays off, so no random numbers are drawn).
     /// BatchNorm buffers are restored bit for bit; every module's mode is restored.
     /// </summary>
-    double ProbeLoss(bool evalMode, out IReadOnlyList<BatchNormLayerStats>? stats)
+    double ProbeLoss(bool evalMode, out IReadOnlyList<BatchNormLayerStats>? stats, long step = 0)
     {
         stats = null;
-        var modes = _modules.Select(m => (m, m.training)).ToList();
-        var removers = new List<Action>();
-        var collected = new BatchNormLayerStats?[_batchNorms.Count];
+        // modes are restored from this (one call when all modules share a mode); no per-call allocation otherwise
+        bool first = _modules[0].training, uniform = true;
+        for (int i = 0; i < _modules.Count; i++) { _modes[i] = _modules[i].training; uniform &= _modes[i] == first; }
         _inProbe = true;
         try
         {
             using var scope = NewDisposeScope();
             using var noGrad = no_grad();
-            using var keep = _batchNorms.Count > 0 ? BatchNormBuffers.Preserve(_model) : null;
+            // eval mode never writes BatchNorm buffers; the training-mode pass does, so it runs between save and restore
+            using var keep = !evalMode && _batchNorms.Count > 0 ? BatchNormBuffers.Preserve(_model) : null;
             _model.eval();
             if (!evalMode)
-                for (int i = 0; i < _batchNorms.Count; i++)
+            {
+                foreach (var (_, bn) in _batchNorms) bn.train();
+                Array.Clear(_bnCollected);
+                _collectBn = true;
+            }
+            Tensor o;
+            try { o = _model.call(_probeX!); }
+            finally { _collectBn = false; }
+            var lossT = _lossFn!(o, _probeY!).to_type(ScalarType.Float64);
+            if (!evalMode && Array.TrueForAll(_bnCollected, c => c is not null))
+            {
+                // every layer's statistics and the loss in one tensor, one transfer to the host
+                var parts = new Tensor[_bnCollected.Length + 1];
+                for (int i = 0; i < _bnCollected.Length; i++) parts[i] = _bnCollected[i]!;
+                parts[^1] = lossT.reshape(1);
+                var v = cat(parts).data<double>().ToArray();
+                var list = new BatchNormLayerStats[_bnCollected.Length];
+                int at = 0;
+                for (int i = 0; i < list.Length; i++)
                 {
-                    int index = i;
                     var (name, bn) = _batchNorms[i];
-                    bn.train();
-                    var h = bn.register_forward_pre_hook((m, x) => { collected[index] = BatchNormProbe.Read(name, bn, x, _lastStep + 1); return x; });
-                    removers.Add(h.remove);
+                    int c = (int)bn.running_mean!.shape[0];
+                    list[i] = new BatchNormLayerStats(name, step, v[at..(at + c)], v[(at + c)..(at + 2 * c)], v[(at + 2 * c)..(at + 3 * c)], v[(at + 3 * c)..(at + 4 * c)],
+                        (long)v[at + 4 * c], bn.momentum);
+                    at += 4 * c + 1;
                 }
-            var o = _model.call(_probeX!);
-            double loss = _lossFn!(o, _probeY!).to_type(ScalarType.Float64).item<double>();
-            if (!evalMode && collected.All(c => c != null)) stats = collected.Select(c => c!).ToList();
-            return loss;
+                stats = list;
+                return v[^1];
+            }
+            return lossT.item<double>();
         }
         finally
         {
-            foreach (var r in removers) r();
+            Array.Clear(_bnCollected);
             // train(bool) is recursive: one call when every module had the same mode, else module by module (parents first)
-            if (modes.All(x => x.training == modes[0].training)) _model.train(modes[0].training);
-            else foreach (var (m, training) in modes) m.train(training);
+            if (uniform) _model.train(first);
+            else for (int i = 0; i < _modules.Count; i++) _modules[i].train(_modes[i]);
             _inProbe = false;
         }
+    }
+
+    /// <summary>
+    /// Forward pre-hook of BatchNorm layer <paramref name="index"/> during the training-mode probe pass: the batch
+    /// mean and unbiased variance per channel (what <see cref="BatchNormProbe.Read"/> computes) and the running
+    /// statistics before this layer updates them, kept as one float64 tensor (read back with the others at once).
+    /// </summary>
+    void OnBatchNormInput(int index, Tensor input)
+    {
+        if (!_collectBn) return;
+        var bn = _batchNorms[index].Layer;
+        // per channel (dim 1) over the batch and positions, in float64, without a transposed copy
+        var x64 = input.detach().to_type(ScalarType.Float64);
+        var dims = ReduceDims(x64.dim());
+        // two passes (mean, then squared deviations) in float64: as exact as torch's var, several times faster here
+        var mean = x64.mean(dims, keepdim: true);
+        var dev = x64 - mean;
+        var variance = dev.mul_(dev).sum(dims).div_(Math.Max(1, x64.numel() / x64.shape[1] - 1));
+        mean = mean.flatten();
+        var tracked = bn.num_batches_tracked is null ? zeros(1, ScalarType.Float64) : bn.num_batches_tracked.detach().to_type(ScalarType.Float64).reshape(1);
+        // cat copies: the running buffers this layer is about to update are read as they are now
+        _bnCollected[index] = cat(new[] { mean, variance,
+            bn.running_mean!.detach().to_type(ScalarType.Float64), bn.running_var!.detach().to_type(ScalarType.Float64), tracked });
     }
 
     void MeasureBatchNorm(long step)
@@ -490,11 +559,10 @@ public sealed class TrainingDoctor : IDisposable
             return;
         }
         double evalLoss = _lastProbe is { } lp && lp.Step == step ? lp.Loss : ProbeLoss(evalMode: true, out _);
-        double trainLoss = ProbeLoss(evalMode: false, out var stats);
+        double trainLoss = ProbeLoss(evalMode: false, out var stats, step);
         if (stats != null)
         {
-            var restamped = stats.Select(s => s with { Step = step }).ToList();
-            _bn!.Observe(step, restamped);
+            _bn!.Observe(step, stats);
             Vital("max_bn_var_ratio", _bn.LastVarRatio);
             Vital("max_bn_mean_shift", _bn.LastMeanShift);
         }
@@ -534,14 +602,16 @@ public sealed class TrainingDoctor : IDisposable
             using var noGrad = no_grad();
             var o = output.detach();
             if (o.dim() < 2) return;
-            var perUnit = o.transpose(0, 1).flatten(1).amax(new long[] { 1 });
+            var perUnit = o.amax(ReduceDims(o.dim())); // per unit (dim 1): max over the batch and positions
             _reluUnits += perUnit.shape[0];
-            var dead = perUnit.le(0).sum();
-            dead.DetachFromDisposeScope();
-            _deadCounts.Add(dead);
+            perUnit.DetachFromDisposeScope();
+            _deadCounts.Add(perUnit); // counted with the other layers' at the measurement (one reduction, one read)
         }
         finally { _own.Stop(); }
     }
+
+    static readonly long[][] _reduceDims = Enumerable.Range(0, 9).Select(d => Enumerable.Range(0, d).Where(i => i != 1).Select(i => (long)i).ToArray()).ToArray();
+    static long[] ReduceDims(long dim) => dim < _reduceDims.Length ? _reduceDims[dim] : Enumerable.Range(0, (int)dim).Where(i => i != 1).Select(i => (long)i).ToArray();
 
     void Timed(Action a)
     {
@@ -576,7 +646,7 @@ public sealed class TrainingDoctor : IDisposable
         foreach (var r in _removers) r();
         _removers.Clear();
         if (_loop != null) { _loop.AfterBackward -= OnLoopStep; _loop = null; }
-        DisposeSnapshot();
+        DisposeSnapshotBuffers();
         _probeX?.Dispose(); _probeY?.Dispose();
         _probeX = _probeY = null;
         _pending = null;
