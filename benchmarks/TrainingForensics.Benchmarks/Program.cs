@@ -178,6 +178,17 @@ foreach (var (name, batch, w) in new[] { workloads[1], workloads[3] })
     doctor2.Dispose();
 }
 Line();
+Line("The clinic's own overhead workloads (`Clinic.MeasureOverhead`: MNIST batches of 64 as in its suite, Adam or SGD-momentum, " +
+     "three copies in rotating order, medians of per-round ratios; the issue's targets are ≤ 1.05× at the default cadence and ≤ 1.3× every step):");
+Line();
+Line("| workload | baseline ms/step | doctor, default | doctor, every step | rounds × steps |");
+Line("|---|---:|---:|---:|---:|");
+foreach (var (c, stepsPerRound) in ClinicCases.OverheadWorkloads())
+{
+    var o = Clinic.MeasureOverhead(c, stepsPerRound, quick ? 2 : 9, 1, new DoctorOptions());
+    Line($"| {c.Name} | {F(o.BaselineStepMs, "N3")} | {F(o.DefaultRatio, "N3")}× | {F(o.EveryStepRatio, "N3")}× | {o.Rounds} × {o.StepsPerRound} |");
+}
+Line();
 
 // ---- 5. runner ------------------------------------------------------------------------------------------------
 Line("## Runner");

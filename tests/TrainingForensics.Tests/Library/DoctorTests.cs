@@ -301,11 +301,28 @@ public class DoctorTests
             doctor.Observe(s);
             if (s == 0)
             {
-                // the doctor's BatchNorm reading (one pass, one transfer) against BatchNormProbe on the same state and images
+                // the doctor's BatchNorm reading (one eval-mode pass whose second copy its hooks normalise with batch
+                // statistics; float32) against BatchNormProbe (a real training-mode pass, float64) on the same state and images
                 var check = new BatchNormDriftCheck();
                 check.Observe(0, BatchNormProbe.Measure(model, px, 0));
-                Assert.Equal(check.LastVarRatio, doctor.Vitals["max_bn_var_ratio"], 10);
-                Assert.Equal(check.LastMeanShift, doctor.Vitals["max_bn_mean_shift"], 10);
+                Assert.Equal(1.0, doctor.Vitals["max_bn_var_ratio"] / check.LastVarRatio, 6);
+                Assert.Equal(1.0, doctor.Vitals["max_bn_mean_shift"] / check.LastMeanShift, 6);
+                // and its train/eval gap against the two losses computed directly: eval mode, and BN in training mode
+                // (dropout off) with the running statistics restored afterwards
+                double evalLoss, trainLoss;
+                using (no_grad())
+                {
+                    model.eval();
+                    evalLoss = Ce(model.call(px), py).item<float>();
+                    using (BatchNormBuffers.Preserve(model))
+                    {
+                        ((BatchNorm1d)model[1]).train();
+                        trainLoss = Ce(model.call(px), py).item<float>();
+                    }
+                    model.train();
+                }
+                Assert.NotEqual(evalLoss, trainLoss);
+                Assert.Equal(evalLoss / trainLoss - 1, doctor.Vitals["max_relative_train_eval_gap"], 5);
                 before = weights.Select(w => w.detach().clone()).ToList();
             }
             else
@@ -316,6 +333,74 @@ public class DoctorTests
                 Assert.Equal(ratios.Average(), doctor.Vitals["max_update_ratio"], 12);
             }
             opt.step();
+        }
+    }
+
+    [Fact]
+    public void Update_ratio_of_a_large_weight_is_estimated_from_an_evenly_spread_sample()
+    {
+        TorchEnvironment.Reseed(11);
+        var model = Sequential(("big", Linear(400, 400)), ("relu", ReLU()), ("head", Linear(400, 3)));
+        var opt = optim.Adam(model.parameters(), 1e-3);
+        using var doctor = TrainingDoctor.Attach(model, opt, DoctorOptions.EveryStep);
+        var lossFn = doctor.Loss(Ce);
+        var weights = new[] { ((Linear)model[0]).weight!, ((Linear)model[2]).weight! };
+        Assert.True(weights[0].numel() > 1 << 16); // sampled
+        var before = new List<Tensor>();
+        var exact = new List<double>();
+        for (int s = 0; s < 2; s++)
+        {
+            var x = randn(32, 400); var y = randint(0, 3, 32, dtype: int64);
+            opt.zero_grad();
+            lossFn(model.call(x), y).backward();
+            doctor.Observe(s);
+            if (s == 0) before = weights.Select(w => w.detach().clone()).ToList();
+            else exact = weights.Select((w, i) => linalg.vector_norm(w.detach() - before[i]).item<float>() / (double)linalg.vector_norm(before[i]).item<float>()).ToList();
+            opt.step();
+        }
+        // median of two = their mean; the small weight is exact, the large one sampled (16,384+ entries of 160,000)
+        double estimate = doctor.Vitals["max_update_ratio"];
+        Assert.InRange(estimate / exact.Average(), 0.97, 1.03);
+        Assert.NotEqual(exact.Average(), estimate, 9); // it is an estimate, not the whole-weight figure
+    }
+
+    [Fact]
+    public void Evaluating_in_training_mode_is_found_when_it_recurs_and_not_for_eval_mode_or_one_recalibration()
+    {
+        var check = new EvaluationInTrainingMode();
+        check.Observe(10, "1 BatchNorm");
+        check.Observe(10, "1 BatchNorm"); // several batches of one evaluation are one occasion
+        Assert.False(check.Fired);
+        check.Observe(20, "1 BatchNorm");
+        Assert.Equal(20, check.Finding!.FirstStep);
+
+        foreach (bool callEval in new[] { false, true })
+        {
+            TorchEnvironment.Reseed(3);
+            var model = BnDropoutNet();
+            var opt = optim.SGD(model.parameters(), 0.05);
+            using var doctor = TrainingDoctor.Attach(model, opt);
+            var lossFn = doctor.Loss(Ce);
+            var (px, _) = Batch(99);
+            for (int s = 0; s < 40; s++)
+            {
+                using var scope = NewDisposeScope();
+                var (x, y) = Batch(s);
+                model.train(); opt.zero_grad();
+                lossFn(model.call(x), y).backward();
+                doctor.Observe(s);
+                opt.step();
+                if (s == 5) doctor.RecalibrateBatchNorm(new[] { px }); // on purpose: not an evaluation
+                if (s % 10 == 9)
+                    using (no_grad())
+                    {
+                        if (callEval) model.eval();
+                        model.call(px);
+                    }
+            }
+            var names = doctor.Report().Findings.Select(f => f.Check).ToList();
+            if (callEval) Assert.DoesNotContain("evaluation-in-training-mode", names);
+            else Assert.Contains("evaluation-in-training-mode", names);
         }
     }
 

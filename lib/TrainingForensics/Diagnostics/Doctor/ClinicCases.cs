@@ -190,6 +190,11 @@ public static class ClinicCases
                 new[] { "validation-loss-reduction" }, seed => MnistMlp(seed, mse, "sgd", 0.01).With(100, e => EvaluateMnist(e, false, mseMean, false))),
             new("cs3: BN momentum 0.003 + L2", ClinicGroup.DesignedBug, "03-batchnorm-train-vs-eval", "keypoint heatmaps, Conv-BN-ReLU6, Adam + coupled L2 3e-3 on conv weights, BN momentum 0.003", 900,
                 new[] { "bn-running-stats-lag" }, seed => Keypoints(seed, 0.003, 3e-3), Quick: true),
+            // missed as a held-out bug in the clinic's first run; the doctor has had a check for it since (so it counts as designed-for)
+            new("BN CNN evaluated without model.eval()", ClinicGroup.DesignedBug, "03-batchnorm-train-vs-eval", "the CNN+BN baseline, evaluated every 50 steps without model.eval()", 200,
+                new[] { "evaluation-in-training-mode" },
+                seed => new ClinicSetup { Model = SmallCnn(), Optimizer = null!, Loss = CrossEntropy, Batches = MnistBatches(seed, 64, flatten: false) }
+                    .WithSgdMomentum(0.05).With(50, e => EvaluateMnist(e, false, null, true, flatten: false))),
 
             // healthy baselines
             new("ECG MLP, logits, standardised", ClinicGroup.Healthy, "01-loss-plateau (fix)", "case study 1 fixed: logits into cross-entropy, standardised records", 150, Array.Empty<string>(),
@@ -227,9 +232,6 @@ public static class ClinicCases
             // bugs the doctor was not built around
             new("held-out: zero_grad forgotten", ClinicGroup.HeldOutBug, "held out", "SGD lr 0.01 on cross-entropy, gradients never zeroed (they accumulate)", 300, Array.Empty<string>(),
                 seed => MnistMlp(seed, CrossEntropy, "sgd", 0.01).With(zeroGrad: false), Quick: true),
-            new("held-out: evaluation with BN in train mode", ClinicGroup.HeldOutBug, "held out", "the CNN+BN baseline, evaluated every 50 steps without model.eval()", 200, Array.Empty<string>(),
-                seed => new ClinicSetup { Model = SmallCnn(), Optimizer = null!, Loss = CrossEntropy, Batches = MnistBatches(seed, 64, flatten: false) }
-                    .WithSgdMomentum(0.05).With(50, e => EvaluateMnist(e, false, null, true, flatten: false))),
             new("held-out: Adam lr 100× too high", ClinicGroup.HeldOutBug, "held out", "Adam at lr 0.1 instead of 1e-3", 300, Array.Empty<string>(),
                 seed => MnistMlp(seed, CrossEntropy, "adam", 0.1), Quick: true),
             new("held-out: SGD lr 100× too high", ClinicGroup.HeldOutBug, "held out", "the Σ/B squared-error baseline at SGD lr 1 instead of 0.01", 300, Array.Empty<string>(),
@@ -266,6 +268,6 @@ public static class ClinicCases
     public static IReadOnlyList<(ClinicCase Case, int StepsPerRound)> OverheadWorkloads()
     {
         var all = All();
-        return new[] { (all.First(c => c.Name == "MNIST MLP, CE, Adam"), 100), (all.First(c => c.Name == "MNIST CNN+BN, CE, SGD-momentum"), 25) };
+        return new[] { (all.First(c => c.Name == "MNIST MLP, CE, Adam"), 100), (all.First(c => c.Name == "MNIST CNN+BN, CE, SGD-momentum"), 100) };
     }
 }

@@ -297,3 +297,38 @@ internal sealed class SquashingLayerBeforeLogitsLoss : Check
             "01-loss-plateau");
     }
 }
+
+/// <summary>
+/// Forward passes without gradients (an evaluation) while the model is still in training mode, on
+/// <see cref="Occasions"/> different training steps: every BatchNorm layer normalises with the evaluation batch's own
+/// statistics and folds them into its running statistics, and dropout stays on — the reported figures are not eval-mode
+/// figures, and training is changed. Re-estimating BatchNorm statistics on purpose looks the same once; it is rarely
+/// repeated, hence more than one occasion. Added after the clinic's first run, where this was a held-out bug it missed.
+/// </summary>
+public sealed class EvaluationInTrainingMode : Check
+{
+    readonly HashSet<long> _steps = new();
+
+    public EvaluationInTrainingMode(int occasions = 2)
+    {
+        if (occasions < 1) throw new ArgumentOutOfRangeException(nameof(occasions), occasions, "need at least one occasion");
+        Occasions = occasions;
+    }
+
+    public int Occasions { get; }
+    public override string Name => "evaluation-in-training-mode";
+
+    /// <summary>One forward pass without gradients in training mode, after training step <paramref name="step"/>.</summary>
+    /// <param name="layers">The mode-dependent layers it went through (e.g. "2 BatchNorm, 1 dropout").</param>
+    public void Observe(long step, string layers)
+    {
+        _steps.Add(step);
+        if (_steps.Count >= Occasions)
+            Fire(step, $"forward passes without gradients ran in training mode after {_steps.Count} different steps: the {layers} layer(s) behaved as in training (BatchNorm used and updated batch statistics, dropout dropped units)",
+                new Dictionary<string, double> { ["occasions"] = _steps.Count, ["first_step"] = _steps.Min() },
+                "call model.eval() before evaluating (and model.train() before training again); to re-estimate BatchNorm statistics on purpose use BatchNormRecalibration.Run",
+                "03-batchnorm-train-vs-eval");
+    }
+
+    public override void Reset() { base.Reset(); _steps.Clear(); }
+}

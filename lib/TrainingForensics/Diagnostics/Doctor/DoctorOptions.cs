@@ -39,8 +39,11 @@ public sealed record DoctorOptions
     public double DivergenceFactor { get; init; } = 2;
     public double RelativeGapThreshold { get; init; } = 0.5;
 
-    /// <summary>Every detector at every step (the expensive setting, for short runs and tests).</summary>
-    public static DoctorOptions EveryStep => new() { Every = 1, BatchNormEvery = 1 };
+    /// <summary>
+    /// Every detector at every step (for short runs and tests), on a 16-example probe batch: the probe-batch forward
+    /// passes are most of the per-step cost, and a measurement every step needs fewer examples to be steady.
+    /// </summary>
+    public static DoctorOptions EveryStep => new() { Every = 1, BatchNormEvery = 1, ProbeSize = 16 };
 
     internal void Validate()
     {

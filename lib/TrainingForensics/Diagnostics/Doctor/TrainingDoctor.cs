@@ -9,8 +9,9 @@ namespace TrainingForensics.Diagnostics;
 
 /// <summary>
 /// Watches any TorchSharp training for the bug classes of the case studies and a few generic ones, without
-/// changing it: no random numbers drawn, no running statistics touched (measurement passes run without gradients,
-/// with BatchNorm buffers saved and restored bit for bit and dropout left in eval mode), gradients only read.
+/// changing it: no random numbers drawn, no running statistics touched (the probe pass runs in eval mode without
+/// gradients; its training-mode BatchNorm copy is normalised by the doctor's hooks, not by the layers' training
+/// mode), gradients only read.
 /// <code>
 /// var doctor = TrainingDoctor.Attach(model, optimizer);        // + doctor.AttachTo(loop) for a TrainingLoop
 /// var lossFn = doctor.Loss((o, y) => nn.functional.cross_entropy(o, y));
@@ -30,11 +31,10 @@ public sealed class TrainingDoctor : IDisposable
     readonly List<nn.Module> _modules;
     readonly bool[] _modes;
     readonly Tensor?[] _bnCollected;
-    bool _collectBn;
+    long _trainCopyAt = -1; // first row of the training-mode copy in a probe pass (-1: none)
     long[]? _probeClassCounts;
     int _lossScaleReads;
-    (long Step, double Loss)? _lastProbe;
-    readonly List<Tensor> _deadCounts = new(); // per-unit maxima of each armed ReLU output
+    readonly List<Tensor> _deadCounts = new(); // per-unit sums of each armed ReLU output (0 = dead unit)
     readonly (string Name, string Type)? _lastLayer;
     readonly bool _hasRelu;
     readonly Stopwatch _own = new();
@@ -74,6 +74,8 @@ public sealed class TrainingDoctor : IDisposable
     readonly LossScaleCheck? _lossScale;
     readonly LossScaleReportingCheck _validationScale = new();
     readonly MetricInputShapes _metricShapes = new();
+    readonly EvaluationInTrainingMode _evalInTrainMode = new();
+    readonly string? _modeDependentLayers; // e.g. "2 BatchNorm, 1 dropout"; null when the model has none
     readonly BatchNormDriftCheck? _bn;
 
     TrainingDoctor(nn.Module<Tensor, Tensor> model, optim.Optimizer optimizer, DoctorOptions options)
@@ -90,6 +92,9 @@ public sealed class TrainingDoctor : IDisposable
         _modes = new bool[_modules.Count];
         _snapshotNorms = new double[_weights.Count];
         _bnCollected = new Tensor?[_batchNorms.Count];
+        int dropouts = model.named_modules().Count(m => m.module.GetType().Name.Contains("Dropout", StringComparison.Ordinal));
+        if (_batchNorms.Count + dropouts > 0)
+            _modeDependentLayers = string.Join(", ", new[] { _batchNorms.Count > 0 ? $"{_batchNorms.Count} BatchNorm" : null, dropouts > 0 ? $"{dropouts} dropout" : null }.Where(t => t != null));
         var leaves = model.named_modules().Where(m => !m.module.children().Any()).ToList();
         if (leaves.Count > 0 && leaves[^1].module is Sigmoid or Softmax) _lastLayer = (leaves[^1].name, leaves[^1].module.GetType().Name);
 
@@ -110,6 +115,7 @@ public sealed class TrainingDoctor : IDisposable
         if (_lossScale != null) list.Add(_lossScale);
         list.Add(_validationScale);
         list.Add(_metricShapes);
+        if (_modeDependentLayers != null) list.Add(_evalInTrainMode);
         if (_bn != null) list.Add(_bn);
         Checks = list;
 
@@ -124,7 +130,7 @@ public sealed class TrainingDoctor : IDisposable
         for (int i = 0; i < _batchNorms.Count; i++)
         {
             int index = i;
-            var h = _batchNorms[i].Layer.register_forward_pre_hook((m, x) => { OnBatchNormInput(index, x); return x; });
+            var h = _batchNorms[i].Layer.register_forward_hook((m, input, output) => OnBatchNorm(index, input, output));
             _removers.Add(h.remove);
         }
         foreach (var (_, module) in model.named_modules())
@@ -261,14 +267,18 @@ public sealed class TrainingDoctor : IDisposable
             using var scope = NewDisposeScope();
             using var noGrad = no_grad();
             _observations++;
-            double lossValue = loss.numel() == 1 ? loss.detach().to_type(ScalarType.Float64).item<double>() : double.NaN;
+            double lossValue = loss.numel() != 1 ? double.NaN
+                : loss.dtype == ScalarType.Float32 ? loss.item<float>() : loss.detach().to_type(ScalarType.Float64).item<double>();
             _losses.Add((step, lossValue));
             _nonFinite.ObserveLoss(step, lossValue);
             if (!_firstDone) First(step, outputs, targets);
-            if (_snapshot != null && step == _snapshotStep + 1) UpdateRatios(step);
-            DisposeSnapshot();
-            if (step % Options.Every == 0) Measure(step, outputs, targets, lossValue);
-            if (_bn != null && step % Options.BatchNormEvery == 0 && _probeX is not null) MeasureBatchNorm(step);
+            bool measure = step % Options.Every == 0, batchNorm = _bn != null && step % Options.BatchNormEvery == 0;
+            // the update of the last step, when the snapshot before it was taken (with the measurement's numbers when both are due)
+            bool ratioDue = _snapshot != null && step == _snapshotStep + 1;
+            if (ratioDue && !measure) UpdateRatios(step);
+            if (measure) Measure(step, outputs, targets, lossValue, ratioDue);
+            else DisposeSnapshot();
+            if ((measure || batchNorm) && _probeX is not null) Probe(step, measure, batchNorm, outputs);
             _lastStep = step;
             _nextStep = step + 1;
         }
@@ -323,18 +333,50 @@ public sealed class TrainingDoctor : IDisposable
         return targets.dim() == 1 && !targets.is_floating_point() && o.dim() == 2 && o.shape[1] > 1;
     }
 
-    void Measure(long step, Tensor outputs, Tensor targets, double lossValue)
+    void Measure(long step, Tensor outputs, Tensor targets, double lossValue, bool withRatios)
     {
-        // gradients and weights: every norm in one tensor, one transfer
-        var parts = new List<Tensor>();
+        EnsureSnapshotBuffers();
+        // every number of this measurement in one float64 tensor, one transfer to the host:
+        // [grad norms…, weight norms…, output min, output max | dead ReLU units, outputs within ε of 0 or 1]
+        // (values in the weights' precision and counts are stacked separately: two conversions instead of one per value)
+        var values = new List<Tensor>(2 * _weights.Count + 2);
+        var counts = new List<Tensor>(2);
         var present = new List<string>();
         foreach (var (name, p) in _weights)
-            if (p.grad is { } g) { parts.Add(linalg.vector_norm(g)); present.Add(name); }
-        int nGrads = parts.Count;
-        foreach (var (_, p) in _weights) parts.Add(linalg.vector_norm(p));
-        var all = stack(parts.ToArray()).to_type(ScalarType.Float64).data<double>().ToArray();
-        double weightSq = all.Skip(nGrads).Sum(v => v * v);
-        var norms = all.Take(nGrads).ToArray();
+            if (p.grad is { } g) { values.Add(linalg.vector_norm(g)); present.Add(name); }
+        int nGrads = values.Count;
+        // ‖W‖ on the entries the update ratio samples (all of a small weight): the ratio's denominator at the next
+        // step, and the NaN/∞ check (a non-finite weight anywhere reaches the loss at the next step)
+        foreach (var sample in _samples!) values.Add(linalg.vector_norm(sample));
+        int ratiosAt = values.Count;
+        if (withRatios) foreach (var t in UpdateDistances()) values.Add(t);
+        bool haveOutputs = outputs.numel() > 0 && outputs.is_floating_point();
+        // saturation is counted while the outputs were inside [0, 1] at the last measurement (a property of the model's
+        // head, so the one-measurement lag costs nothing; logits skip the count)
+        bool countSaturated = haveOutputs && _outputsInUnitInterval != false;
+        if (haveOutputs)
+        {
+            var o = outputs.detach();
+            var (min, max) = o.aminmax();
+            values.Add(min); values.Add(max);
+            if (countSaturated)
+            {
+                // |o − ½| ∈ [½ − ε, ½] ⇔ o ∈ [0, ε] ∪ [1 − ε, 1]
+                var d = (o - 0.5).abs_();
+                counts.Add(d.ge(0.5 - _saturated.Epsilon).logical_and_(d.le(0.5)).sum());
+            }
+        }
+        bool deadFromHooks = _hasRelu && _deadCounts.Count > 0;
+        if (deadFromHooks) counts.Add(cat(_deadCounts).le(0).sum());
+        var dtype = values[0].dtype; // mixed precisions (rare) are converted first
+        var groups = new List<Tensor> { stack(values.Select(v => v.dtype == dtype ? v : v.to_type(dtype)).ToArray()).to_type(ScalarType.Float64) };
+        if (counts.Count > 0) groups.Add(stack(counts.ToArray()).to_type(ScalarType.Float64));
+        var all = (groups.Count == 1 ? groups[0] : cat(groups.ToArray())).data<double>().ToArray();
+        int at = values.Count;
+        if (withRatios) ObserveRatios(step, all.AsSpan(ratiosAt, _weights.Count));
+        double weightSq = 0;
+        for (int i = nGrads; i < nGrads + _weights.Count; i++) weightSq += all[i] * all[i];
+        var norms = all.AsSpan(0, nGrads).ToArray();
         if (nGrads > 0)
         {
             double gradSq = norms.Sum(v => v * v);
@@ -346,14 +388,25 @@ public sealed class TrainingDoctor : IDisposable
         }
         else _nonFinite.ObserveTensors(step, 0, weightSq);
 
+        // the outputs the loss was given: the saturated fraction, and whether they look like probabilities
+        if (haveOutputs)
+        {
+            double min = all[at - 2], max = all[at - 1];
+            _outputsInUnitInterval = min >= 0 && max <= 1;
+            double fraction = countSaturated ? all[at++] / outputs.numel() : 0;
+            _saturated.Observe(step, fraction);
+            Vital("max_saturated_fraction", fraction);
+            if (_logitsLoss == true)
+            {
+                if (min >= 0 && max <= 1) _intoLogits.Observe(step, outputs);
+                else if (!_intoLogits.Fired) _intoLogits.Reset();
+            }
+        }
+
         // dying ReLUs: measured by the hooks during this step's forward pass (armed for it), else zero-gradient rows
         if (_hasRelu)
         {
-            if (_deadCounts.Count > 0)
-            {
-                using var maxima = cat(_deadCounts);
-                _deadUnits = maxima.le(0).sum().item<long>();
-            }
+            if (deadFromHooks) _deadUnits = (long)all[at++];
             if (_reluUnits > 0) { _dying.Observe(step, (double)_deadUnits / _reluUnits, _reluUnits, "activations"); Vital("max_dead_relu_fraction", (double)_deadUnits / _reluUnits); }
         }
         else if (nGrads > 0)
@@ -373,31 +426,11 @@ public sealed class TrainingDoctor : IDisposable
         _deadCounts.Clear();
 
         // a snapshot of the weights: the next observation measures one update
-        // copied into buffers kept from one measurement to the next (no large allocation per step)
-        if (_snapshotBuffers is null)
-        {
-            _snapshotBuffers = new List<Tensor>(_weights.Count);
-            foreach (var (_, p) in _weights) { var c = empty_like(p.detach()); c.DetachFromDisposeScope(); _snapshotBuffers.Add(c); }
-        }
-        for (int i = 0; i < _weights.Count; i++) _snapshotBuffers[i].copy_(_weights[i].P.detach());
+        // (copied into buffers kept from one measurement to the next: no large allocation per step)
+        for (int i = 0; i < _weights.Count; i++) _snapshotBuffers![i].copy_(_samples![i]);
         _snapshot = _snapshotBuffers;
         Array.Copy(all, nGrads, _snapshotNorms, 0, _weights.Count);
         _snapshotStep = step;
-
-        // the outputs the loss was given: min, max and the saturated fraction in one transfer
-        if (outputs.numel() > 0)
-        {
-            var o = outputs.detach();
-            var near = o.le(_saturated.Epsilon).logical_or(o.ge(1 - _saturated.Epsilon)).logical_and(o.ge(0)).logical_and(o.le(1));
-            var mm = stack(new[] { o.min().to_type(ScalarType.Float64), o.max().to_type(ScalarType.Float64), near.sum().to_type(ScalarType.Float64) }).data<double>().ToArray();
-            _saturated.Observe(step, mm[2] / o.numel());
-            Vital("max_saturated_fraction", mm[2] / o.numel());
-            if (_logitsLoss == true)
-            {
-                if (mm[0] >= 0 && mm[1] <= 1) _intoLogits.Observe(step, outputs);
-                else if (!_intoLogits.Fired) _intoLogits.Reset();
-            }
-        }
 
         // the loss scale (squared-error losses under a scale-sensitive optimiser)
         if (_lossScale != null && double.IsFinite(lossValue) && _optimizer is SGD && _lossScaleReads++ < 3)
@@ -409,38 +442,56 @@ public sealed class TrainingDoctor : IDisposable
             }
             catch (ArgumentException) { } // not a squared-error loss on these shapes
         }
+    }
 
-        // the fixed probe batch in eval mode
-        if (_lossFn != null && _probeX is not null && _probeY is not null)
+    /// <summary>Weights up to this many entries are snapshot whole for the update ratio; larger ones are sampled.</summary>
+    internal const long UpdateSampleLimit = 1 << 16;
+
+    /// <summary>
+    /// The entries of a weight the update ratio is measured on: all of them up to <see cref="UpdateSampleLimit"/>,
+    /// else every k-th entry (a fixed, evenly spread subset of 16,384 to 32,768 entries; every row of a matrix with
+    /// rows of ≥ k entries is in it). ‖ΔW_S‖/‖W_S‖ estimates ‖ΔW‖/‖W‖ to a few per cent for the band check, at a
+    /// fraction of the cost of copying and differencing the whole weight every measurement.
+    /// </summary>
+    static Tensor UpdateSample(Parameter p)
+    {
+        var flat = p.detach().reshape(-1);
+        long n = flat.shape[0];
+        if (n <= UpdateSampleLimit) return flat;
+        long k = (n + (1 << 14) - 1) >> 14;
+        return flat.slice(0, 0, n, k);
+    }
+
+    void EnsureSnapshotBuffers()
+    {
+        if (_snapshotBuffers is not null) return;
+        _snapshotBuffers = new List<Tensor>(_weights.Count);
+        _samples = new List<Tensor>(_weights.Count);
+        foreach (var (_, p) in _weights)
         {
-            double probeLoss = ProbeLoss(evalMode: true, out _);
-            _lastProbe = (step, probeLoss);
-            _probeLosses.Add((step, probeLoss));
-            _bestProbeLoss = _probeLosses.Count == 1 ? probeLoss : Math.Min(_bestProbeLoss, probeLoss); // as Min over the list (NaN propagates)
-            Vital("max_probe_loss_over_best", probeLoss / Math.Max(1e-12, _bestProbeLoss));
-            _frozen.Observe(step, probeLoss);
-            _diverging.Observe(step, probeLoss);
-            if (_logitsLoss == true && _probeY.dim() == 1 && !_probeY.is_floating_point() && double.IsFinite(probeLoss))
-            {
-                long classes = Math.Max(2, outputs.dim() == 2 ? outputs.shape[1] : 2);
-                if (classes <= 1000)
-                {
-                    if (_probeClassCounts is null)
-                        using (var counts = _probeY.to_type(ScalarType.Int64).bincount(null, classes))
-                            _probeClassCounts = counts.data<long>().ToArray();
-                    _floor.Observe(step, probeLoss, _probeClassCounts);
-                }
-            }
+            // views into the weights (kept: the optimiser updates weights in place), and buffers of their size
+            var view = UpdateSample(p); view.DetachFromDisposeScope(); _samples.Add(view);
+            var c = empty_like(view); c.DetachFromDisposeScope(); _snapshotBuffers.Add(c);
         }
+    }
+
+    /// <summary>‖ΔW‖ = dist(W_old, W) per weight, on the sampled entries (not yet read back).</summary>
+    IEnumerable<Tensor> UpdateDistances()
+    {
+        for (int i = 0; i < _weights.Count; i++) yield return _snapshot![i].dist(_samples![i]);
     }
 
     void UpdateRatios(long step)
     {
-        // ‖W‖ at the snapshot was measured with the snapshot (same tensor values): only ‖ΔW‖ is computed here
-        var parts = new Tensor[_weights.Count];
-        // ΔW in the snapshot buffer itself (it is refilled at the next measurement): ‖W_old − W‖ = ‖W − W_old‖ exactly
-        for (int i = 0; i < _weights.Count; i++) parts[i] = linalg.vector_norm(_snapshot![i].sub_(_weights[i].P.detach()));
-        var v = stack(parts).to_type(ScalarType.Float64).data<double>();
+        var v = stack(UpdateDistances().ToArray()).to_type(ScalarType.Float64).data<double>().ToArray();
+        ObserveRatios(step, v);
+        DisposeSnapshot();
+    }
+
+    /// <summary>‖ΔW‖/‖W_old‖ per weight (‖W_old‖ measured with the snapshot), median over the weights.</summary>
+    void ObserveRatios(long step, ReadOnlySpan<double> distances)
+    {
+        var v = distances;
         var ratios = new List<double>(_weights.Count);
         for (int i = 0; i < _weights.Count; i++)
             if (_snapshotNorms[i] > 0) ratios.Add(v[i] / _snapshotNorms[i]);
@@ -459,64 +510,55 @@ public sealed class TrainingDoctor : IDisposable
         _snapshot = null;
         if (_snapshotBuffers == null) return;
         foreach (var t in _snapshotBuffers) t.Dispose();
-        _snapshotBuffers = null;
+        foreach (var t in _samples!) t.Dispose();
+        _snapshotBuffers = _samples = null;
     }
 
-    List<Tensor>? _snapshotBuffers;
+    List<Tensor>? _snapshotBuffers, _samples;
+    bool? _outputsInUnitInterval;
 
     readonly double[] _snapshotNorms;
     double _bestProbeLoss;
 
     /// <summary>
-    /// The loss on the probe batch with every module in eval mode (<paramref name="evalMode"/>) or with only the
-    /// BatchNorm layers in training mode (batch statistics; dropout stays off, so no random numbers are drawn).
-    /// BatchNorm buffers are restored bit for bit; every module's mode is restored.
+    /// One forward pass over the probe batch with every module in eval mode (no random numbers drawn, BatchNorm
+    /// buffers never written). With <paramref name="batchNorm"/> the batch goes in twice, and each BatchNorm layer's
+    /// hook normalises the second copy with that copy's own batch statistics — exactly what training mode computes,
+    /// without training mode's update of the running statistics — and reads those statistics on the way. So the
+    /// eval-mode loss, the train-mode loss on the same images and every layer's statistics come from one pass and
+    /// one transfer to the host.
     /// </summary>
-    double ProbeLoss(bool evalMode, out IReadOnlyList<BatchNormLayerStats>? stats, long step = 0)
+    void Probe(long step, bool lossDetectors, bool batchNorm, Tensor outputs)
     {
-        stats = null;
+        bool withLoss = _lossFn != null && _probeY is not null;
+        if (!withLoss && !batchNorm) return;
+        long n = _probeX!.shape[0];
         // modes are restored from this (one call when all modules share a mode); no per-call allocation otherwise
         bool first = _modules[0].training, uniform = true;
         for (int i = 0; i < _modules.Count; i++) { _modes[i] = _modules[i].training; uniform &= _modes[i] == first; }
         _inProbe = true;
+        double[] v;
+        bool stats = false;
         try
         {
             using var scope = NewDisposeScope();
             using var noGrad = no_grad();
-            // eval mode never writes BatchNorm buffers; the training-mode pass does, so it runs between save and restore
-            using var keep = !evalMode && _batchNorms.Count > 0 ? BatchNormBuffers.Preserve(_model) : null;
             _model.eval();
-            if (!evalMode)
-            {
-                foreach (var (_, bn) in _batchNorms) bn.train();
-                Array.Clear(_bnCollected);
-                _collectBn = true;
-            }
+            Array.Clear(_bnCollected);
+            _trainCopyAt = batchNorm ? n : -1;
             Tensor o;
-            try { o = _model.call(_probeX!); }
-            finally { _collectBn = false; }
-            var lossT = _lossFn!(o, _probeY!).to_type(ScalarType.Float64);
-            if (!evalMode && Array.TrueForAll(_bnCollected, c => c is not null))
+            try { o = _model.call(batchNorm ? cat(new[] { _probeX, _probeX }) : _probeX); }
+            finally { _trainCopyAt = -1; }
+            var parts = new List<Tensor>(_bnCollected.Length + 2);
+            if (withLoss)
             {
-                // every layer's statistics and the loss in one tensor, one transfer to the host
-                var parts = new Tensor[_bnCollected.Length + 1];
-                for (int i = 0; i < _bnCollected.Length; i++) parts[i] = _bnCollected[i]!;
-                parts[^1] = lossT.reshape(1);
-                var v = cat(parts).data<double>().ToArray();
-                var list = new BatchNormLayerStats[_bnCollected.Length];
-                int at = 0;
-                for (int i = 0; i < list.Length; i++)
-                {
-                    var (name, bn) = _batchNorms[i];
-                    int c = (int)bn.running_mean!.shape[0];
-                    list[i] = new BatchNormLayerStats(name, step, v[at..(at + c)], v[(at + c)..(at + 2 * c)], v[(at + 2 * c)..(at + 3 * c)], v[(at + 3 * c)..(at + 4 * c)],
-                        (long)v[at + 4 * c], bn.momentum);
-                    at += 4 * c + 1;
-                }
-                stats = list;
-                return v[^1];
+                parts.Add(_lossFn!(o.narrow(0, 0, n), _probeY!).to_type(ScalarType.Float64).reshape(1));
+                if (batchNorm) parts.Add(_lossFn!(o.narrow(0, n, n), _probeY!).to_type(ScalarType.Float64).reshape(1));
             }
-            return lossT.item<double>();
+            stats = batchNorm && Array.TrueForAll(_bnCollected, c => c is not null);
+            if (stats) foreach (var c in _bnCollected) parts.Add(c!);
+            if (parts.Count == 0) return;
+            v = cat(parts.ToArray()).data<double>().ToArray();
         }
         finally
         {
@@ -526,57 +568,84 @@ public sealed class TrainingDoctor : IDisposable
             else for (int i = 0; i < _modules.Count; i++) _modules[i].train(_modes[i]);
             _inProbe = false;
         }
-    }
 
-    /// <summary>
-    /// Forward pre-hook of BatchNorm layer <paramref name="index"/> during the training-mode probe pass: the batch
-    /// mean and unbiased variance per channel (what <see cref="BatchNormProbe.Read"/> computes) and the running
-    /// statistics before this layer updates them, kept as one float64 tensor (read back with the others at once).
-    /// </summary>
-    void OnBatchNormInput(int index, Tensor input)
-    {
-        if (!_collectBn) return;
-        var bn = _batchNorms[index].Layer;
-        // per channel (dim 1) over the batch and positions, in float64, without a transposed copy
-        var x64 = input.detach().to_type(ScalarType.Float64);
-        var dims = ReduceDims(x64.dim());
-        // two passes (mean, then squared deviations) in float64: as exact as torch's var, several times faster here
-        var mean = x64.mean(dims, keepdim: true);
-        var dev = x64 - mean;
-        var variance = dev.mul_(dev).sum(dims).div_(Math.Max(1, x64.numel() / x64.shape[1] - 1));
-        mean = mean.flatten();
-        var tracked = bn.num_batches_tracked is null ? zeros(1, ScalarType.Float64) : bn.num_batches_tracked.detach().to_type(ScalarType.Float64).reshape(1);
-        // cat copies: the running buffers this layer is about to update are read as they are now
-        _bnCollected[index] = cat(new[] { mean, variance,
-            bn.running_mean!.detach().to_type(ScalarType.Float64), bn.running_var!.detach().to_type(ScalarType.Float64), tracked });
-    }
-
-    void MeasureBatchNorm(long step)
-    {
-        if (_lossFn is null || _probeY is null)
+        int at = 0;
+        double evalLoss = withLoss ? v[at++] : double.NaN;
+        double trainLoss = withLoss && batchNorm ? v[at++] : double.NaN;
+        if (withLoss && lossDetectors) ObserveProbeLoss(step, evalLoss, outputs);
+        if (!stats) return;
+        var list = new BatchNormLayerStats[_batchNorms.Count];
+        for (int i = 0; i < list.Length; i++)
         {
-            // statistics only (no loss function): BN-only training-mode pass without a loss
-            return;
+            var (name, bn) = _batchNorms[i];
+            int c = (int)bn.running_mean!.shape[0];
+            list[i] = new BatchNormLayerStats(name, step, v[at..(at + c)], v[(at + c)..(at + 2 * c)], v[(at + 2 * c)..(at + 3 * c)], v[(at + 3 * c)..(at + 4 * c)],
+                (long)v[at + 4 * c], bn.momentum);
+            at += 4 * c + 1;
         }
-        double evalLoss = _lastProbe is { } lp && lp.Step == step ? lp.Loss : ProbeLoss(evalMode: true, out _);
-        double trainLoss = ProbeLoss(evalMode: false, out var stats, step);
-        if (stats != null)
-        {
-            _bn!.Observe(step, stats);
-            Vital("max_bn_var_ratio", _bn.LastVarRatio);
-            Vital("max_bn_mean_shift", _bn.LastMeanShift);
-        }
+        _bn!.Observe(step, list);
+        Vital("max_bn_var_ratio", _bn.LastVarRatio);
+        Vital("max_bn_mean_shift", _bn.LastMeanShift);
         if (double.IsFinite(evalLoss) && double.IsFinite(trainLoss) && trainLoss > 0)
         {
             var gap = new TrainEvalGapResult(step, evalLoss, trainLoss, double.NaN, double.NaN, double.NaN, double.NaN);
-            _bn!.ObserveGap(gap, _batchNorms[0].Layer.momentum);
+            _bn.ObserveGap(gap, _batchNorms[0].Layer.momentum);
             Vital("max_relative_train_eval_gap", gap.RelativeGap);
         }
     }
 
+    void ObserveProbeLoss(long step, double probeLoss, Tensor outputs)
+    {
+        _probeLosses.Add((step, probeLoss));
+        _bestProbeLoss = _probeLosses.Count == 1 ? probeLoss : Math.Min(_bestProbeLoss, probeLoss); // as Min over the list (NaN propagates)
+        Vital("max_probe_loss_over_best", probeLoss / Math.Max(1e-12, _bestProbeLoss));
+        _frozen.Observe(step, probeLoss);
+        _diverging.Observe(step, probeLoss);
+        if (_logitsLoss == true && _probeY!.dim() == 1 && !_probeY.is_floating_point() && double.IsFinite(probeLoss))
+        {
+            long classes = Math.Max(2, outputs.dim() == 2 ? outputs.shape[1] : 2);
+            if (classes <= 1000)
+            {
+                if (_probeClassCounts is null)
+                    using (var counts = _probeY.to_type(ScalarType.Int64).bincount(null, classes))
+                        _probeClassCounts = counts.data<long>().ToArray();
+                _floor.Observe(step, probeLoss, _probeClassCounts);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Forward hook of BatchNorm layer <paramref name="index"/>, active only in the probe pass: rows from
+    /// <see cref="_trainCopyAt"/> on are the training-mode copy. Their output (eval mode: running statistics) is
+    /// replaced by the training-mode normalisation with their own batch mean and biased variance; the mean, the
+    /// unbiased variance (what the running average takes in) and the running statistics are kept as one float64 tensor.
+    /// </summary>
+    Tensor OnBatchNorm(int index, Tensor input, Tensor output)
+    {
+        long at = _trainCopyAt;
+        if (at < 0 || !_inProbe) return output;
+        var bn = _batchNorms[index].Layer;
+        var x = input.detach().narrow(0, at, input.shape[0] - at);
+        // training-mode batch norm into fresh buffers with momentum 1: the buffers come back holding exactly this
+        // copy's batch mean and unbiased variance (the layer's own running statistics are not passed, so not touched)
+        long channels = x.shape[1];
+        var batchMean = zeros(channels, x.dtype, x.device);
+        var batchVar = ones(channels, x.dtype, x.device);
+        var y = nn.functional.batch_norm(x, batchMean, batchVar, bn.weight?.detach(), bn.bias?.detach(), training: true, momentum: 1.0, eps: bn.eps);
+        var tracked = bn.num_batches_tracked is null ? zeros(1, x.dtype, x.device) : bn.num_batches_tracked.detach().to_type(x.dtype).reshape(1);
+        _bnCollected[index] = cat(new[] { batchMean, batchVar, bn.running_mean!.detach(), bn.running_var!.detach(), tracked }).to_type(ScalarType.Float64);
+        return cat(new[] { output.narrow(0, 0, at), y });
+    }
+
     void OnForward(Tensor x)
     {
-        if (_detached || _inProbe || !_model.training || !is_grad_enabled()) return;
+        if (_detached || _inProbe || !_model.training) return;
+        if (!is_grad_enabled())
+        {
+            // an evaluation in training mode (the probe passes and recalibration set _inProbe and never get here)
+            if (_modeDependentLayers != null) _evalInTrainMode.Observe(Math.Max(_lastStep, 0), _modeDependentLayers);
+            return;
+        }
         if (_probeX is null) SetProbeInputs(x);
         _armed = _hasRelu && _nextStep % Options.Every == 0;
         _deadUnits = _reluUnits = 0;
@@ -602,7 +671,8 @@ public sealed class TrainingDoctor : IDisposable
             using var noGrad = no_grad();
             var o = output.detach();
             if (o.dim() < 2) return;
-            var perUnit = o.amax(ReduceDims(o.dim())); // per unit (dim 1): max over the batch and positions
+            // per unit (dim 1) over the batch and positions: ReLU outputs are ≥ 0, so a zero sum means always zero (a sum is faster than a max here)
+            var perUnit = o.sum(ReduceDims(o.dim()));
             _reluUnits += perUnit.shape[0];
             perUnit.DetachFromDisposeScope();
             _deadCounts.Add(perUnit); // counted with the other layers' at the measurement (one reduction, one read)
