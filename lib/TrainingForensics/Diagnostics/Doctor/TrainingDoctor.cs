@@ -265,7 +265,7 @@ public sealed class TrainingDoctor : IDisposable
         try
         {
             using var scope = NewDisposeScope();
-            using var noGrad = no_grad();
+            using var noGrad = inference_mode(); // cheaper than no_grad per operation: nothing here is ever differentiated
             _observations++;
             double lossValue = loss.numel() != 1 ? double.NaN
                 : loss.dtype == ScalarType.Float32 ? loss.item<float>() : loss.detach().to_type(ScalarType.Float64).item<double>();
@@ -542,7 +542,7 @@ public sealed class TrainingDoctor : IDisposable
         try
         {
             using var scope = NewDisposeScope();
-            using var noGrad = no_grad();
+            using var noGrad = inference_mode();
             _model.eval();
             Array.Clear(_bnCollected);
             _trainCopyAt = batchNorm ? n : -1;
