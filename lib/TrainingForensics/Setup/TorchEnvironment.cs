@@ -35,6 +35,7 @@ public sealed record TorchEnvironment(
     {
         OneDnnGuard.Apply(); // normally already done when the library loaded; harmless twice
         TorchNative.EnsureLoaded();
+        NnpackSwitch.Apply();
         double convError = OneDnnGuard.SelfCheck();
         if (!(convError < 1e-3))
             throw new InvalidOperationException(
@@ -51,7 +52,7 @@ public sealed record TorchEnvironment(
             RuntimeInformation.FrameworkDescription,
             RuntimeInformation.OSDescription,
             System.Environment.ProcessorCount,
-            $"{OneDnnGuard.Setting}; convolution self-check error {convError:G2}");
+            $"{OneDnnGuard.Setting}; convolution self-check error {convError:G2}; NNPACK {NnpackSwitch.Setting}");
     }
 
     /// <summary>Re-seeds every random source a run uses (torch CPU and CUDA generators, .NET's shared Random).</summary>

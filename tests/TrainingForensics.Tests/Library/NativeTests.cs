@@ -20,6 +20,23 @@ public class NativeTests
     }
 
     [Fact]
+    public void Setup_turns_nnpack_off_so_gradient_free_convolutions_do_not_flood_stderr()
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        var env = TorchEnvironment.Setup(1);
+        Assert.False(NnpackSwitch.Enabled());
+        Assert.Contains("NNPACK off", env.OneDnn);
+        // a gradient-free convolution at batch 16 (the case libtorch would try NNPACK for) still computes as before
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        var x = torch.ones(16, 2, 8, 8);
+        var w = torch.ones(4, 2, 3, 3);
+        var y = torch.nn.functional.conv2d(x, w, padding: new long[] { 1, 1 });
+        Assert.Equal(18f, y[0, 0, 4, 4].item<float>()); // interior: 2 channels × 9 taps of 1
+        Assert.Equal(8f, y[0, 0, 0, 0].item<float>());  // corner: 2 × 4
+    }
+
+    [Fact]
     public void Output_copy_of_LibTorchSharp_has_only_the_unused_requirement_made_weak()
     {
         if (!OperatingSystem.IsLinux()) return;
