@@ -405,6 +405,76 @@ public class DoctorTests
     }
 
     [Fact]
+    public void Gradients_not_zeroed_rule_needs_the_previous_gradient_left_over_after_an_update()
+    {
+        var c = new GradientsNotZeroed(patience: 2);
+        c.Observe(1, "fc.bias", 2.0, 1.5, 1e-7, 0.01);  // leftover = previous gradient, bias moved
+        c.Observe(2, "fc.bias", 2.0, 1e-8, 1e-8, 0.01); // zeroed (leftover is rounding): the run restarts
+        c.Observe(3, "fc.bias", 2.0, 1.5, 0.4, 0.01);   // leftover differs from the previous gradient: other accumulation
+        c.Observe(4, "fc.bias", 2.0, 1.5, 1e-7, 0);     // no update in between: micro-batch accumulation
+        Assert.False(c.Fired);
+        c.Observe(5, "fc.bias", 2.0, 1.5, 1e-7, 0.01);
+        c.Observe(6, "fc.bias", 3.0, 2.5, 1e-7, 0.01);
+        Assert.Equal(6, c.Finding!.FirstStep);
+        Assert.Contains("fc.bias", c.Finding.Summary);
+        Assert.Equal(2.5 / 3.0, c.Finding.Evidence["leftover_fraction"], 9);
+    }
+
+    /// <summary>
+    /// SGD on the MLP for 120 backward passes with gradients handled as <paramref name="pattern"/>; the findings' names.
+    /// "forgotten": never zeroed; "before-forward" / "before-backward": zeroed at those points (the latter with
+    /// zeros kept, set_to_none false); "micro-batches": 4 backward passes per update, observed each pass;
+    /// "micro-batches, observed per update": the same, observed once per update.
+    /// </summary>
+    static List<string> ZeroGradPattern(string pattern, DoctorOptions options, bool inplaceRelu = false)
+    {
+        TorchEnvironment.Reseed(5);
+        var model = inplaceRelu
+            ? Sequential(("fc1", Linear(20, 32)), ("relu1", ReLU()), ("fc2", Linear(32, 3)), ("relu2", ReLU(inplace: true)))
+            : Models.Mlp.Create(new[] { 20, 32, 3 });
+        var opt = optim.SGD(model.parameters(), 0.01);
+        using var doctor = TrainingDoctor.Attach(model, opt, options);
+        var lossFn = doctor.Loss(Ce);
+        bool micro = pattern.StartsWith("micro-batches", StringComparison.Ordinal), perUpdate = pattern.EndsWith("per update", StringComparison.Ordinal);
+        long step = 0;
+        for (int s = 0; s < 120; s++)
+        {
+            using var scope = NewDisposeScope();
+            var (x, y) = Batch(s);
+            if (pattern == "before-forward" || (micro && s % 4 == 0)) opt.zero_grad();
+            var loss = lossFn(model.call(x), y);
+            if (pattern == "before-backward") foreach (var p in model.parameters()) p.grad?.zero_();
+            loss.backward();
+            bool update = !micro || s % 4 == 3;
+            if (!perUpdate || update) doctor.Observe(step++);
+            if (update) opt.step();
+        }
+        return doctor.Report().Findings.Select(f => f.Check).ToList();
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Forgotten_zero_grad_is_found_and_correct_or_deliberate_accumulation_is_not(bool everyStep)
+    {
+        var options = everyStep ? DoctorOptions.EveryStep : new DoctorOptions { Every = 10 };
+        Assert.Contains("gradients-not-zeroed", ZeroGradPattern("forgotten", options));
+        Assert.Contains("gradients-not-zeroed", ZeroGradPattern("forgotten", options, inplaceRelu: true)); // in-place op after the watched layer
+        foreach (var ok in new[] { "before-forward", "before-backward", "micro-batches", "micro-batches, observed per update" })
+            Assert.DoesNotContain("gradients-not-zeroed", ZeroGradPattern(ok, options));
+    }
+
+    [Fact]
+    public void Gradient_growth_must_last_ten_steps_at_short_cadences_and_two_measurements_at_the_default()
+    {
+        var (m, opt) = Mlp(1);
+        ExplodingGradients Exploding(DoctorOptions o) => TrainingDoctor.Attach(m, opt, o).Checks.OfType<ExplodingGradients>().Single();
+        Assert.Equal(2, Exploding(new DoctorOptions()).Patience);         // two measurements 50 steps apart
+        Assert.Equal(10, Exploding(DoctorOptions.EveryStep).Patience);    // one noisy batch is not an explosion
+        Assert.Equal(5, Exploding(new DoctorOptions { Every = 2 }).Patience);
+    }
+
+    [Fact]
     public void Detach_removes_hooks_and_the_loop_handler()
     {
         TorchEnvironment.Reseed(3);

@@ -332,3 +332,48 @@ public sealed class EvaluationInTrainingMode : Check
 
     public override void Reset() { base.Reset(); _steps.Clear(); }
 }
+
+/// <summary>
+/// Gradients accumulating across optimiser steps (zero_grad forgotten). The doctor adds a zero leaf to one biased
+/// layer's output on the steps it checks; that leaf's gradient is the bias gradient of this backward pass alone.
+/// Whatever else the bias's <c>.grad</c> holds was there before the pass. It fires when that leftover equals the
+/// gradient observed at the previous step (to float rounding) and the optimiser changed the bias between the two
+/// forward passes: a gradient already used for an update is used again. Deliberate accumulation over micro-batches
+/// (no update in between) and zeroing between forward and backward do not fire. Added after the clinic's first runs,
+/// where this was a held-out bug it missed.
+/// </summary>
+public sealed class GradientsNotZeroed : Check
+{
+    readonly int _patience;
+    int _run;
+
+    public GradientsNotZeroed(int patience = 2)
+    {
+        if (patience < 1) throw new ArgumentOutOfRangeException(nameof(patience), patience, "patience must be at least 1 observation");
+        _patience = patience;
+    }
+
+    public override string Name => "gradients-not-zeroed";
+
+    /// <summary>Relative tolerance of "equals" (float rounding of two sums in different orders is far below it).</summary>
+    public const double Tolerance = 1e-3;
+
+    /// <param name="parameter">The watched bias, e.g. "fc3.bias".</param>
+    /// <param name="accumulated">‖.grad‖ after this step's backward pass.</param>
+    /// <param name="leftover">‖.grad − this pass's own gradient‖: what .grad held before the pass.</param>
+    /// <param name="leftoverVsPrevious">‖leftover − .grad observed at the previous step‖.</param>
+    /// <param name="update">‖Δbias‖ between the previous step's forward pass and this one's.</param>
+    public void Observe(long step, string parameter, double accumulated, double leftover, double leftoverVsPrevious, double update)
+    {
+        bool carried = double.IsFinite(accumulated) && accumulated > 0 && leftover > Tolerance * accumulated
+            && leftoverVsPrevious <= Tolerance * leftover && update > 0;
+        _run = carried ? _run + 1 : 0;
+        if (_run >= _patience)
+            Fire(step, $"gradients accumulate across optimiser steps: before this step's backward pass {parameter}.grad still held the previous step's gradient ({leftover / accumulated:P0} of the gradient the optimiser now applies), although the optimiser had updated the weights since",
+                new Dictionary<string, double> { ["accumulated_grad_norm"] = accumulated, ["leftover_grad_norm"] = leftover, ["leftover_fraction"] = leftover / accumulated, ["bias_update_norm"] = update, ["consecutive_steps"] = _run },
+                "call optimizer.zero_grad() once per step, before loss.backward() (to accumulate over micro-batches on purpose, step and zero only after the last one)",
+                "04-diagnose-your-own-training");
+    }
+
+    public override void Reset() { base.Reset(); _run = 0; }
+}

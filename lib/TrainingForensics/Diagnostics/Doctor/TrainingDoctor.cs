@@ -53,6 +53,15 @@ public sealed class TrainingDoctor : IDisposable
     int _validationInspections;
     readonly Dictionary<string, double> _vitals = new();
 
+    // the zero_grad check: one layer with a bias (the last Linear, convolution or BatchNorm), the bias as it was at the
+    // previous checked forward pass, its .grad at the previous step, and this pass's own bias gradient (a zero leaf's)
+    readonly (string Name, Parameter Bias, bool ChannelsLast)? _gradLayer;
+    readonly Tensor?[] _biasAt = new Tensor?[2];
+    readonly long[] _biasSteps = { -1, -1 };
+    Tensor? _gradBefore, _ownGrad;
+    long _gradBeforeStep = -1;
+    bool _gradArmed;
+
     void Vital(string name, double value, bool max = true)
     {
         if (!double.IsFinite(value)) return;
@@ -75,6 +84,7 @@ public sealed class TrainingDoctor : IDisposable
     readonly LossScaleReportingCheck _validationScale = new();
     readonly MetricInputShapes _metricShapes = new();
     readonly EvaluationInTrainingMode _evalInTrainMode = new();
+    readonly GradientsNotZeroed _notZeroed = new();
     readonly string? _modeDependentLayers; // e.g. "2 BatchNorm, 1 dropout"; null when the model has none
     readonly BatchNormDriftCheck? _bn;
 
@@ -104,7 +114,9 @@ public sealed class TrainingDoctor : IDisposable
         _frozen = new FrozenLoss(window: Math.Max(p, 5));
         _floor = new LossAtAnalyticFloor(patience: p);
         _vanishing = new VanishingGradients(options.VanishingRatio, options.VanishingFirstNorm, p);
-        _exploding = new ExplodingGradients(options.ExplodingFactor, Math.Max(1, p - 1));
+        // a spike over two measurements 50 steps apart is an explosion; over two consecutive steps it can be one noisy
+        // batch: at short cadences the evidence must span at least 10 steps (as for the value-range check's 20)
+        _exploding = new ExplodingGradients(options.ExplodingFactor, Math.Max(Math.Max(1, p - 1), (int)Math.Ceiling(10.0 / options.Every)));
         _dying = new DyingRelu(options.DeadReluFraction, p);
         _updates = new UpdateRatioBand(options.UpdateRatioLow, options.UpdateRatioHigh, p);
         _diverging = new LossDiverging(options.DivergenceFactor, p);
@@ -116,6 +128,8 @@ public sealed class TrainingDoctor : IDisposable
         list.Add(_validationScale);
         list.Add(_metricShapes);
         if (_modeDependentLayers != null) list.Add(_evalInTrainMode);
+        _gradLayer = GradientLayer(model);
+        if (_gradLayer != null) list.Add(_notZeroed);
         if (_bn != null) list.Add(_bn);
         Checks = list;
 
@@ -131,6 +145,12 @@ public sealed class TrainingDoctor : IDisposable
         {
             int index = i;
             var h = _batchNorms[i].Layer.register_forward_hook((m, input, output) => OnBatchNorm(index, input, output));
+            _removers.Add(h.remove);
+        }
+        if (_gradLayer is { } gl)
+        {
+            var layer = (nn.Module<Tensor, Tensor>)model.named_modules().First(m => m.name + ".bias" == gl.Name).module;
+            var h = layer.register_forward_hook((m, input, output) => OnGradientLayer(output));
             _removers.Add(h.remove);
         }
         foreach (var (_, module) in model.named_modules())
@@ -279,6 +299,7 @@ public sealed class TrainingDoctor : IDisposable
             if (measure) Measure(step, outputs, targets, lossValue, ratioDue);
             else DisposeSnapshot();
             if ((measure || batchNorm) && _probeX is not null) Probe(step, measure, batchNorm, outputs);
+            if (_gradLayer != null) KeepGradient(step);
             _lastStep = step;
             _nextStep = step + 1;
         }
@@ -366,14 +387,18 @@ public sealed class TrainingDoctor : IDisposable
                 counts.Add(d.ge(0.5 - _saturated.Epsilon).logical_and_(d.le(0.5)).sum());
             }
         }
+        var gradCheck = GradientCheckVectors(step);
         bool deadFromHooks = _hasRelu && _deadCounts.Count > 0;
         if (deadFromHooks) counts.Add(cat(_deadCounts).le(0).sum());
         var dtype = values[0].dtype; // mixed precisions (rare) are converted first
         var groups = new List<Tensor> { stack(values.Select(v => v.dtype == dtype ? v : v.to_type(dtype)).ToArray()).to_type(ScalarType.Float64) };
         if (counts.Count > 0) groups.Add(stack(counts.ToArray()).to_type(ScalarType.Float64));
+        int gradCheckAt = values.Count + counts.Count;
+        if (gradCheck is not null) groups.Add(gradCheck);
         var all = (groups.Count == 1 ? groups[0] : cat(groups.ToArray())).data<double>().ToArray();
         int at = values.Count;
         if (withRatios) ObserveRatios(step, all.AsSpan(ratiosAt, _weights.Count));
+        if (gradCheck is not null) ObserveGradientCheck(step, all.AsSpan(gradCheckAt));
         double weightSq = 0;
         for (int i = nGrads; i < nGrads + _weights.Count; i++) weightSq += all[i] * all[i];
         var norms = all.AsSpan(0, nGrads).ToArray();
@@ -647,6 +672,7 @@ public sealed class TrainingDoctor : IDisposable
             return;
         }
         if (_probeX is null) SetProbeInputs(x);
+        if (_gradLayer != null) ArmGradientCheck();
         _armed = _hasRelu && _nextStep % Options.Every == 0;
         _deadUnits = _reluUnits = 0;
         foreach (var t in _deadCounts) t.Dispose();
@@ -683,6 +709,100 @@ public sealed class TrainingDoctor : IDisposable
     static readonly long[][] _reduceDims = Enumerable.Range(0, 9).Select(d => Enumerable.Range(0, d).Where(i => i != 1).Select(i => (long)i).ToArray()).ToArray();
     static long[] ReduceDims(long dim) => dim < _reduceDims.Length ? _reduceDims[dim] : Enumerable.Range(0, (int)dim).Where(i => i != 1).Select(i => (long)i).ToArray();
 
+    /// <summary>The last Linear, convolution or BatchNorm layer with a trainable bias (null: none, the check is off).</summary>
+    static (string Name, Parameter Bias, bool ChannelsLast)? GradientLayer(nn.Module<Tensor, Tensor> model)
+    {
+        (string, Parameter, bool)? found = null;
+        foreach (var (name, module) in model.named_modules())
+        {
+            if (module is not (Linear or Convolution or BatchNorm)) continue;
+            var bias = module.named_parameters(recurse: false).FirstOrDefault(p => p.name == "bias").parameter;
+            if (bias is null || !bias.requires_grad || bias.dim() != 1) continue;
+            found = (name + ".bias", bias, module is Linear);
+        }
+        return found;
+    }
+
+    /// <summary>
+    /// At the first training forward pass of a checked step, or of the step before one: the bias is copied (two slots,
+    /// because with a check every step both happen at each step). On a checked step every pass arms the layer's hook
+    /// (the last pass of the step counts).
+    /// </summary>
+    void ArmGradientCheck()
+    {
+        long s = _nextStep;
+        bool due = s % Options.Every == 0, beforeDue = (s + 1) % Options.Every == 0;
+        if (!due && !beforeDue) return;
+        _own.Start();
+        try
+        {
+            _ownGrad?.Dispose(); _ownGrad = null;
+            _gradArmed = due;
+            if (_biasSteps[0] == s || _biasSteps[1] == s) return;
+            using var noGrad = no_grad();
+            var bias = _gradLayer!.Value.Bias;
+            int slot = _biasSteps[0] == s - 1 ? 1 : 0; // keep the previous step's copy
+            if (_biasAt[slot] is null) { _biasAt[slot] = empty_like(bias); _biasAt[slot]!.DetachFromDisposeScope(); }
+            _biasAt[slot]!.copy_(bias.detach());
+            _biasSteps[slot] = s;
+        }
+        finally { _own.Stop(); }
+    }
+
+    /// <summary>
+    /// Forward hook of the watched layer on a checked step: its output plus a zero leaf shaped like the bias (broadcast
+    /// over the batch and positions), so the leaf's gradient is exactly this pass's own bias gradient. Adding zero
+    /// leaves every value as it was.
+    /// </summary>
+    Tensor OnGradientLayer(Tensor output)
+    {
+        if (!_gradArmed || _detached || _inProbe || !is_grad_enabled() || !output.is_floating_point()) return output;
+        _gradArmed = false;
+        var (_, bias, channelsLast) = _gradLayer!.Value;
+        long c = bias.shape[0];
+        if (output.dim() < (channelsLast ? 1 : 2) || output.shape[channelsLast ? output.dim() - 1 : 1] != c) return output;
+        var shape = channelsLast ? new[] { c } : new[] { c }.Concat(Enumerable.Repeat(1L, (int)output.dim() - 2)).ToArray();
+        _ownGrad = zeros(shape, output.dtype, output.device, requires_grad: true);
+        _ownGrad.DetachFromDisposeScope();
+        return output + _ownGrad;
+    }
+
+    /// <summary>
+    /// On a checked step: [.grad, this pass's own gradient, .grad at the previous step, bias at the previous step's
+    /// pass, bias at this step's pass] as one float64 vector for the measurement's transfer (null: nothing to check).
+    /// </summary>
+    Tensor? GradientCheckVectors(long step)
+    {
+        if (_gradLayer is null || _ownGrad is null || _gradBefore is null || _gradBeforeStep != step - 1) return null;
+        int previous = Array.IndexOf(_biasSteps, step - 1), current = Array.IndexOf(_biasSteps, step);
+        if (previous < 0 || current < 0 || _gradLayer.Value.Bias.grad is not { } g || _ownGrad.grad is not { } own) return null;
+        return cat(new[] { g, own.reshape(-1), _gradBefore, _biasAt[previous]!, _biasAt[current]! }).to_type(ScalarType.Float64);
+    }
+
+    /// <summary>The norms of the check from the vectors of <see cref="GradientCheckVectors"/> (a bias is small: on the host).</summary>
+    void ObserveGradientCheck(long step, ReadOnlySpan<double> v)
+    {
+        int c = (int)_gradLayer!.Value.Bias.shape[0];
+        double accumulated = 0, leftover = 0, vsPrevious = 0, update = 0;
+        for (int i = 0; i < c; i++)
+        {
+            double g = v[i], rest = g - v[c + i], d = rest - v[2 * c + i], u = v[4 * c + i] - v[3 * c + i];
+            accumulated += g * g; leftover += rest * rest; vsPrevious += d * d; update += u * u;
+        }
+        _notZeroed.Observe(step, _gradLayer.Value.Name, Math.Sqrt(accumulated), Math.Sqrt(leftover), Math.Sqrt(vsPrevious), Math.Sqrt(update));
+    }
+
+    /// <summary>After a step: its bias gradient is kept when the next step is checked; this step's leaf is dropped.</summary>
+    void KeepGradient(long step)
+    {
+        _ownGrad?.Dispose(); _ownGrad = null;
+        if ((step + 1) % Options.Every != 0) return;
+        if (_gradLayer!.Value.Bias.grad is not { } g) { _gradBeforeStep = -1; return; }
+        if (_gradBefore is null) { _gradBefore = empty_like(g); _gradBefore.DetachFromDisposeScope(); }
+        _gradBefore.copy_(g);
+        _gradBeforeStep = step;
+    }
+
     void Timed(Action a)
     {
         bool running = _own.IsRunning;
@@ -717,6 +837,8 @@ public sealed class TrainingDoctor : IDisposable
         _removers.Clear();
         if (_loop != null) { _loop.AfterBackward -= OnLoopStep; _loop = null; }
         DisposeSnapshotBuffers();
+        foreach (var t in new[] { _biasAt[0], _biasAt[1], _gradBefore, _ownGrad }) t?.Dispose();
+        _biasAt[0] = _biasAt[1] = _gradBefore = _ownGrad = null;
         _probeX?.Dispose(); _probeY?.Dispose();
         _probeX = _probeY = null;
         _pending = null;
