@@ -11,7 +11,8 @@ namespace TrainingForensics.Diagnostics;
 /// Watches any TorchSharp training for the bug classes of the case studies and a few generic ones, without
 /// changing it: no random numbers drawn, no running statistics touched (the probe pass runs in eval mode without
 /// gradients; its training-mode BatchNorm copy is normalised by the doctor's hooks, not by the layers' training
-/// mode), gradients only read.
+/// mode), gradients only read (on checked steps one layer's output gets a zero added through a leaf of the doctor's
+/// own, whose gradient tells this step's bias gradient from one left in <c>.grad</c>; no value changes).
 /// <code>
 /// var doctor = TrainingDoctor.Attach(model, optimizer);        // + doctor.AttachTo(loop) for a TrainingLoop
 /// var lossFn = doctor.Loss((o, y) => nn.functional.cross_entropy(o, y));
