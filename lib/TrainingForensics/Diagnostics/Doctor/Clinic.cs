@@ -15,7 +15,7 @@ public enum ClinicGroup { DesignedBug, Healthy, HeldOutBug }
 /// What a case hands the training: the model, optimiser, loss, data, and optional evaluation. Everything is built
 /// from the seed, so an instrumented and an uninstrumented run see the same numbers.
 /// </summary>
-public sealed class ClinicSetup
+public sealed record ClinicSetup
 {
     public required nn.Module<Tensor, Tensor> Model { get; init; }
     public required optim.Optimizer Optimizer { get; init; }

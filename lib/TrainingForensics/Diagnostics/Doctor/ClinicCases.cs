@@ -142,17 +142,10 @@ public static class ClinicCases
         if (validation != null) e.ValidationLoss(validation)(scores, test.Labels);
     }
 
-    static ClinicSetup WithAdam(this ClinicSetup s, double lr) => new()
-    {
-        Model = s.Model, Optimizer = optim.Adam(s.Model.parameters(), lr), Loss = s.Loss, Batches = s.Batches, ZeroGrad = s.ZeroGrad,
-        EvaluateEvery = s.EvaluateEvery, Evaluate = s.Evaluate, Hookup = s.Hookup, Owned = s.Owned,
-    };
+    static ClinicSetup WithAdam(this ClinicSetup s, double lr) => s with { Optimizer = optim.Adam(s.Model.parameters(), lr) };
 
-    static ClinicSetup With(this ClinicSetup s, int evaluateEvery = 0, Action<ClinicEvaluation>? evaluate = null, bool zeroGrad = true, string? hookup = null) => new()
-    {
-        Model = s.Model, Optimizer = s.Optimizer, Loss = s.Loss, Batches = s.Batches, ZeroGrad = zeroGrad,
-        EvaluateEvery = evaluateEvery, Evaluate = evaluate, Hookup = hookup ?? s.Hookup, Owned = s.Owned,
-    };
+    static ClinicSetup With(this ClinicSetup s, int evaluateEvery = 0, Action<ClinicEvaluation>? evaluate = null, bool zeroGrad = true, string? hookup = null) =>
+        s with { ZeroGrad = zeroGrad, EvaluateEvery = evaluateEvery, Evaluate = evaluate, Hookup = hookup ?? s.Hookup };
 
     // ---------------------------------------------------------------- case study 3: keypoint heatmaps, BatchNorm running statistics
     static ClinicSetup Keypoints(int seed, double bnMomentum, double weightDecay, double lr = 1e-3)
@@ -246,29 +239,14 @@ public static class ClinicCases
         return cases;
     }
 
-    static ClinicSetup WithSgdMomentum(this ClinicSetup s, double lr) => new()
-    {
-        Model = s.Model, Optimizer = optim.SGD(s.Model.parameters(), lr, momentum: 0.9), Loss = s.Loss, Batches = s.Batches, ZeroGrad = s.ZeroGrad,
-        EvaluateEvery = s.EvaluateEvery, Evaluate = s.Evaluate, Hookup = s.Hookup, Owned = s.Owned,
-    };
+    static ClinicSetup WithSgdMomentum(this ClinicSetup s, double lr) => s with { Optimizer = optim.SGD(s.Model.parameters(), lr, momentum: 0.9) };
 
-    static ClinicSetup WithInputScale(this ClinicSetup s, double scale) => new()
-    {
-        Model = s.Model, Optimizer = s.Optimizer, Loss = s.Loss, Batches = s.Batches.Select(b => (b.X * scale, b.Y)), ZeroGrad = s.ZeroGrad,
-        EvaluateEvery = s.EvaluateEvery, Evaluate = s.Evaluate, Hookup = s.Hookup, Owned = s.Owned,
-    };
+    static ClinicSetup WithInputScale(this ClinicSetup s, double scale) => s with { Batches = s.Batches.Select(b => (b.X * scale, b.Y)) };
 
-    static ClinicSetup WithLabelsShifted(this ClinicSetup s) => new()
-    {
-        Model = s.Model, Optimizer = s.Optimizer, Loss = s.Loss, Batches = s.Batches.Select(b => (b.X, b.Y.roll(1, 0))), ZeroGrad = s.ZeroGrad,
-        EvaluateEvery = s.EvaluateEvery, Evaluate = s.Evaluate, Hookup = s.Hookup, Owned = s.Owned,
-    };
+    static ClinicSetup WithLabelsShifted(this ClinicSetup s) => s with { Batches = s.Batches.Select(b => (b.X, b.Y.roll(1, 0))) };
 
-    static ClinicSetup WithOptimizerOnLastLayer(this ClinicSetup s, double lr) => new()
-    {
-        Model = s.Model, Optimizer = optim.Adam(s.Model.named_modules().Last(m => m.module is Linear).module.parameters(), lr), Loss = s.Loss,
-        Batches = s.Batches, ZeroGrad = s.ZeroGrad, EvaluateEvery = s.EvaluateEvery, Evaluate = s.Evaluate, Hookup = s.Hookup, Owned = s.Owned,
-    };
+    static ClinicSetup WithOptimizerOnLastLayer(this ClinicSetup s, double lr) =>
+        s with { Optimizer = optim.Adam(s.Model.named_modules().Last(m => m.module is Linear).module.parameters(), lr) };
 
     /// <summary>The test-suite subset.</summary>
     public static IReadOnlyList<ClinicCase> Quick() => All().Where(c => c.Quick).ToList();
