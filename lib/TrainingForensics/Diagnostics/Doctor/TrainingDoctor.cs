@@ -56,7 +56,7 @@ public sealed class TrainingDoctor : IDisposable
 
     // the zero_grad check: one layer with a bias (the last Linear, convolution or BatchNorm), the bias as it was at the
     // previous checked forward pass, its .grad at the previous step, and this pass's own bias gradient (a zero leaf's)
-    readonly (string Name, Parameter Bias, bool ChannelsLast)? _gradLayer;
+    readonly (nn.Module<Tensor, Tensor> Layer, string Name, Parameter Bias, bool ChannelsLast)? _gradLayer;
     readonly Tensor?[] _biasAt = new Tensor?[2];
     readonly long[] _biasSteps = { -1, -1 };
     Tensor? _gradBefore, _ownGrad;
@@ -150,8 +150,7 @@ public sealed class TrainingDoctor : IDisposable
         }
         if (_gradLayer is { } gl)
         {
-            var layer = (nn.Module<Tensor, Tensor>)model.named_modules().First(m => m.name + ".bias" == gl.Name).module;
-            var h = layer.register_forward_hook((m, input, output) => OnGradientLayer(output));
+            var h = gl.Layer.register_forward_hook((m, input, output) => OnGradientLayer(output));
             _removers.Add(h.remove);
         }
         foreach (var (_, module) in model.named_modules())
@@ -711,15 +710,15 @@ public sealed class TrainingDoctor : IDisposable
     static long[] ReduceDims(long dim) => dim < _reduceDims.Length ? _reduceDims[dim] : Enumerable.Range(0, (int)dim).Where(i => i != 1).Select(i => (long)i).ToArray();
 
     /// <summary>The last Linear, convolution or BatchNorm layer with a trainable bias (null: none, the check is off).</summary>
-    static (string Name, Parameter Bias, bool ChannelsLast)? GradientLayer(nn.Module<Tensor, Tensor> model)
+    static (nn.Module<Tensor, Tensor> Layer, string Name, Parameter Bias, bool ChannelsLast)? GradientLayer(nn.Module<Tensor, Tensor> model)
     {
-        (string, Parameter, bool)? found = null;
+        (nn.Module<Tensor, Tensor>, string, Parameter, bool)? found = null;
         foreach (var (name, module) in model.named_modules())
         {
             if (module is not (Linear or Convolution or BatchNorm)) continue;
             var bias = module.named_parameters(recurse: false).FirstOrDefault(p => p.name == "bias").parameter;
             if (bias is null || !bias.requires_grad || bias.dim() != 1) continue;
-            found = (name + ".bias", bias, module is Linear);
+            found = ((nn.Module<Tensor, Tensor>)module, name + ".bias", bias, module is Linear);
         }
         return found;
     }
@@ -759,7 +758,7 @@ public sealed class TrainingDoctor : IDisposable
     {
         if (!_gradArmed || _detached || _inProbe || !is_grad_enabled() || !output.is_floating_point()) return output;
         _gradArmed = false;
-        var (_, bias, channelsLast) = _gradLayer!.Value;
+        var (_, _, bias, channelsLast) = _gradLayer!.Value;
         long c = bias.shape[0];
         if (output.dim() < (channelsLast ? 1 : 2) || output.shape[channelsLast ? output.dim() - 1 : 1] != c) return output;
         var shape = channelsLast ? new[] { c } : new[] { c }.Concat(Enumerable.Repeat(1L, (int)output.dim() - 2)).ToArray();
