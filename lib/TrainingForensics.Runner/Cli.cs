@@ -8,7 +8,7 @@ public sealed class UsageException(string message) : Exception(message);
 
 public sealed record CliOptions(
     IReadOnlyList<string> Inputs, string OutDir, IReadOnlyList<KeyValuePair<string, string>> Parameters, bool Help, bool Quick = false,
-    string? Device = null);
+    string? Device = null, bool Prepare = false);
 
 /// <summary>
 /// tf-run's command line: <c>tf-run [notebook.ipynb | folder]… [--out DIR] [--param name=value]… [--help]</c>.
@@ -20,6 +20,7 @@ public static class RunnerCli
 
     public const string Usage = """
         Usage: tf-run [notebook.ipynb | folder]... [--out DIR] [--param name=value]... [--quick] [--device cpu|cuda|auto]
+                      [--prepare]
 
         Runs C# Polyglot notebooks headlessly (one Roslyn scripting state per notebook, cells in order) and writes,
         for each notebook NAME: DIR/NAME.ipynb (executed copy with outputs), DIR/NAME.html (offline page),
@@ -35,6 +36,9 @@ public static class RunnerCli
                                     trainingforensics.quick_parameters, what the tests run); --param wins
           --device cpu|cuda|auto    the device TorchEnvironment.Setup picks (sets TF_DEVICE for the run);
                                     default: TF_DEVICE if set, else cpu. cuda needs a CUDA libtorch build
+          --prepare                 write each notebook with its parameters applied to DIR/NAME.ipynb and run
+                                    nothing: a copy any client runs unchanged (the .NET Interactive kernel through
+                                    VS Code, Jupyter or dotnet-repl); relative #r paths are rewritten for DIR
           -h, --help                show this help
 
         Exit codes: 0 all notebooks ran, 1 a notebook failed, 2 bad arguments or unreadable notebook.
@@ -46,7 +50,7 @@ public static class RunnerCli
         var parameters = new List<KeyValuePair<string, string>>();
         string? outDir = null;
         string? device = null;
-        bool help = false, onlyInputs = false, quick = false;
+        bool help = false, onlyInputs = false, quick = false, prepare = false;
         for (int i = 0; i < args.Count; i++)
         {
             string a = args[i];
@@ -61,6 +65,7 @@ public static class RunnerCli
             if (a == "--") { onlyInputs = true; continue; }
             if (a is "-h" or "--help" or "-?") { help = true; continue; }
             if (a == "--quick") { quick = true; continue; }
+            if (a == "--prepare") { prepare = true; continue; }
             if (a == "--out" || a.StartsWith("--out=", StringComparison.Ordinal))
             {
                 outDir = Value("--out");
@@ -87,7 +92,7 @@ public static class RunnerCli
             }
             throw new UsageException($"unknown option '{a}' (see --help)");
         }
-        return new CliOptions(inputs, outDir ?? "artifacts", parameters, help, quick, device);
+        return new CliOptions(inputs, outDir ?? "artifacts", parameters, help, quick, device, prepare);
     }
 
     static bool IsIdentifier(string s) =>
@@ -141,10 +146,31 @@ public static class RunnerCli
             var notebooks = files.Select(f => (Path: f, Notebook: LoadOrThrow(f))).ToList();
             prepared = PrepareAll(notebooks, options.Parameters, options.Quick);
             device = DeviceFor(options.Device, Environment.GetEnvironmentVariable(DeviceVariable));
+            if (options.Prepare)
+            {
+                if (options.Device != null) throw new UsageException("--device applies to a run; with --prepare, set TF_DEVICE for the client that runs the copies");
+                foreach (var p in prepared)
+                {
+                    string target = Path.Combine(outDir, p.Name + ".ipynb");
+                    if (string.Equals(Path.GetFullPath(target), Path.GetFullPath(p.SourcePath), StringComparison.Ordinal))
+                        throw new UsageException($"--prepare would overwrite the source notebook '{p.SourcePath}': choose another --out");
+                    Directory.CreateDirectory(outDir);
+                    NotebookExecutor.RebaseReferences(p.Executed, Path.GetDirectoryName(Path.GetFullPath(p.SourcePath))!, outDir);
+                    p.Executed.Save(target);
+                    stdout.WriteLine($"prepared {target}" + (p.AppliedParameters.Count == 0 ? "" :
+                        $" ({string.Join(", ", p.AppliedParameters.Select(a => a.Key + "=" + a.Value))})"));
+                }
+                return Ok;
+            }
         }
         catch (Exception e) when (e is UsageException or NotebookFormatException or ParameterException)
         {
             stderr.WriteLine($"tf-run: error: {OneLine(e.Message)}");
+            return UsageError;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            stderr.WriteLine($"tf-run: error: cannot write the prepared notebooks: {OneLine(e.Message)}");
             return UsageError;
         }
 

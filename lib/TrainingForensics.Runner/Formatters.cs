@@ -6,6 +6,7 @@ using System.Text;
 using Microsoft.Data.Analysis;
 using Plotly.NET;
 using TorchSharp;
+using TrainingForensics.Charts;
 
 namespace TrainingForensics.Runner;
 
@@ -35,7 +36,7 @@ public sealed class Formatters
     public static Formatters Default { get; } = CreateDefault();
 
     /// <summary>Marks the div of a chart the runner formatted; the notebook/page embeds plotly.js before the first one.</summary>
-    public const string ChartMarker = "data-tf-run-plotly-chart";
+    public const string ChartMarker = ChartHtml.ChartMarker;
 
     public const int MaxTableRows = 50;
     public const int MaxListItems = 100;
@@ -55,8 +56,6 @@ public sealed class Formatters
         if (!_byType.ContainsKey(typeof(T))) _order.Add(typeof(T));
         _byType[typeof(T)] = o => format((T)o);
     }
-
-    public bool HasFormatterFor(Type type) => Find(type) != null;
 
     Func<object, MimeBundle>? Find(Type type)
     {
@@ -155,18 +154,8 @@ public sealed class Formatters
 
     // ---- Plotly.NET -------------------------------------------------------------------------------------------
 
-    /// <summary>
-    /// The chart as a div plus the script that draws it (Plotly.NET's <c>GenericChart.toChartHTML</c>, with the
-    /// chart's plotly.js reference set to none so no CDN/require.js loader is emitted). plotly.js itself is added
-    /// once per notebook / page by <see cref="PlotlyJs"/>.
-    /// </summary>
-    public static MimeBundle FormatChart(GenericChart chart)
-    {
-        var options = DisplayOptions.setPlotlyReference(PlotlyJSReference.NoReference).Invoke(GenericChart.getDisplayOptions(chart));
-        var offline = GenericChart.setDisplayOptions(options, chart);
-        string html = GenericChart.toChartHTML(offline);
-        return MimeBundle.HtmlWithText($"<div {ChartMarker}=\"1\">\n{html}\n</div>", "Plotly.NET chart");
-    }
+    /// <summary>The chart as offline HTML (the library's <see cref="ChartHtml"/>, shared with the notebook kernel).</summary>
+    public static MimeBundle FormatChart(GenericChart chart) => MimeBundle.HtmlWithText(ChartHtml.Format(chart), "Plotly.NET chart");
 
     // ---- DataFrame --------------------------------------------------------------------------------------------
 
@@ -208,44 +197,7 @@ public sealed class Formatters
 
     // ---- TorchSharp -------------------------------------------------------------------------------------------
 
-    /// <summary>A tensor's shape, dtype, device and values (TorchSharp's Julia-style <c>ToString</c>).</summary>
-    public static MimeBundle FormatTensor(torch.Tensor t)
-    {
-        if (t.IsInvalid) return MimeBundle.Text("<disposed tensor>");
-        string s = t.ToString(TensorStringStyle.Julia, fltFormat: "g6", width: 100, cultureInfo: CultureInfo.InvariantCulture, newLine: "\n");
-        return MimeBundle.Text(s.TrimEnd());
-    }
-}
+    /// <summary>A tensor's shape, dtype, device and values (the library's text, as the kernel shows it).</summary>
+    public static MimeBundle FormatTensor(torch.Tensor t) => MimeBundle.Text(TrainingForensics.Setup.NotebookKernel.TensorText(t));
 
-/// <summary>plotly.js as shipped inside Plotly.NET (embedded resource "Plotly.NET.plotly-&lt;version&gt;.min.js").</summary>
-public static class PlotlyJs
-{
-    static readonly Lazy<(string Name, string Source)> Resource = new(() =>
-    {
-        var asm = typeof(GenericChart).Assembly;
-        string name = asm.GetManifestResourceNames()
-            .FirstOrDefault(n => n.StartsWith("Plotly.NET.plotly", StringComparison.Ordinal) && n.EndsWith(".min.js", StringComparison.Ordinal))
-            ?? throw new InvalidOperationException("Plotly.NET.dll carries no plotly.min.js resource");
-        using var stream = asm.GetManifestResourceStream(name)!;
-        using var reader = new StreamReader(stream);
-        return (name, reader.ReadToEnd());
-    });
-
-    /// <summary>The resource name, e.g. "Plotly.NET.plotly-2.28.0.min.js".</summary>
-    public static string ResourceName => Resource.Value.Name;
-
-    public static string Source => Resource.Value.Source;
-
-    /// <summary>Attribute that marks the inline plotly.js script (so a page can find and de-duplicate it).</summary>
-    public const string ScriptMarker = "data-tf-run-plotly-js";
-
-    /// <summary>plotly.js in one inline script element ("&lt;/script" inside the source is escaped).</summary>
-    /// <remarks>
-    /// The source runs inside a function whose <c>define</c>, <c>exports</c> and <c>module</c> are undefined, so its
-    /// UMD header always sets <c>window.Plotly</c> (classic Jupyter has require.js, where it would define an AMD module).
-    /// </remarks>
-    public static string ScriptTag() =>
-        $"<script type=\"text/javascript\" {ScriptMarker}=\"{ResourceName}\">\n(function (define, exports, module) {{\n" +
-        Source.Replace("</script", "<\\/script", StringComparison.OrdinalIgnoreCase) +
-        "\n}).call(window);\n</script>";
 }

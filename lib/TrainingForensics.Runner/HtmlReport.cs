@@ -1,3 +1,4 @@
+using TrainingForensics.Charts;
 using System.Globalization;
 using System.Net;
 using System.Text;

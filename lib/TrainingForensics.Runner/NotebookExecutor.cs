@@ -1,3 +1,4 @@
+using TrainingForensics.Charts;
 using System.Diagnostics;
 using System.Globalization;
 using System.Reflection;
@@ -92,6 +93,34 @@ public sealed class NotebookExecutor
             applied.AddRange(parameters.Where(p => declared!.Any(d => d.Name == p.Key)));
         }
         return new PreparedNotebook { Name = name, SourcePath = source.SourcePath ?? name, Executed = nb, Labels = labels, AppliedParameters = applied };
+    }
+
+    static readonly System.Text.RegularExpressions.Regex FileReference =
+        new(@"^(?<lead>\s*#r\s+"")(?<path>[^""]+)(?<tail>"".*)$", System.Text.RegularExpressions.RegexOptions.CultureInvariant);
+
+    /// <summary>
+    /// Rewrites each relative <c>#r "file.dll"</c> of the notebook's code cells so that it names the same file from
+    /// <paramref name="toFolder"/> (the kernel resolves such paths against its working folder, the notebook's own in
+    /// VS Code and Jupyter). Package references (<c>#r "nuget: …"</c>) and absolute paths are left as they are.
+    /// </summary>
+    public static void RebaseReferences(Notebook nb, string fromFolder, string toFolder)
+    {
+        foreach (var cell in nb.Cells.OfType<JsonObject>().Where(c => Notebook.CellType(c) == "code"))
+        {
+            var lines = Notebook.Source(cell).Split('\n');
+            bool changed = false;
+            for (int i = 0; i < lines.Length; i++)
+            {
+                var m = FileReference.Match(lines[i]);
+                if (!m.Success) continue;
+                string path = m.Groups["path"].Value;
+                if (path.TrimStart().StartsWith("nuget", StringComparison.OrdinalIgnoreCase) || Path.IsPathRooted(path)) continue;
+                string rebased = Path.GetRelativePath(toFolder, Path.GetFullPath(Path.Combine(fromFolder, path))).Replace('\\', '/');
+                lines[i] = m.Groups["lead"].Value + rebased + m.Groups["tail"].Value;
+                changed = true;
+            }
+            if (changed) cell["source"] = Notebook.ToLines(string.Join('\n', lines));
+        }
     }
 
     sealed record CodeCell(int Index, JsonObject Cell, string Label, string Code, IReadOnlyList<string> ReferencePaths);

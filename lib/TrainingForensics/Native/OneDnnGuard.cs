@@ -10,16 +10,13 @@ namespace TrainingForensics.Native;
 /// (oneDNN 3.7.1, AVX-512 kernels) returns NaN or garbage for some channel counts (24→24, 3×3 reproduces it) on
 /// AMD Zen 4 CPUs, with no error. Capping oneDNN at AVX2 (its documented DNNL_MAX_CPU_ISA variable) gives correct
 /// results. oneDNN reads the variable once, at its first primitive, so the cap is set when this library is first
-/// used; <see cref="SelfCheck"/> then verifies a convolution against a float64 reference.
+/// used (<see cref="Setup.NotebookKernel"/>); <see cref="SelfCheck"/> then verifies a convolution against a float64 reference.
 /// Set TF_ONEDNN_ISA=native to keep oneDNN's own choice, or set DNNL_MAX_CPU_ISA yourself.
 /// </summary>
 public static class OneDnnGuard
 {
     /// <summary>What was decided: the ISA cap in force and why.</summary>
     public static string Setting { get; private set; } = "not applied";
-
-    [ModuleInitializer]
-    internal static void ApplyOnLoad() => Apply();
 
     /// <summary>Sets DNNL_MAX_CPU_ISA=AVX2 in the native environment unless the user chose otherwise.</summary>
     public static void Apply()

@@ -20,9 +20,16 @@ public static class TorchNative
     static readonly object Gate = new();
     static bool _loaded;
 
+    static bool _prepared;
+    static string? _preloadFailure;
+
+    /// <summary>What <see cref="PrepareNativeLoad"/> did, for the environment report.</summary>
+    public static string Preload { get; private set; } = "not attempted";
+
     /// <summary>Makes sure libtorch is usable; throws <see cref="TorchNativeLoadException"/> with a diagnosis otherwise.</summary>
     public static void EnsureLoaded()
     {
+        PrepareNativeLoad();
         lock (Gate)
         {
             if (_loaded) return;
@@ -35,6 +42,134 @@ public static class TorchNative
             {
                 throw new TorchNativeLoadException(Diagnose(e), e);
             }
+        }
+    }
+
+    /// <summary>
+    /// Notebook kernels load TorchSharp straight from the NuGet cache, where the build's patched native library is never
+    /// used and TorchSharp's own loader cannot see the libtorch package. On Linux this loads, by full path, libtorch
+    /// from the libtorch-cpu-linux-x64 package beside TorchSharp's, then libLibTorchSharp.so — a copy with the unused
+    /// GLIBCXX_3.4.32 requirement weakened when the host's libstdc++ lacks it. TorchSharp's loader then finds both
+    /// already loaded (its own message says an explicit <c>NativeLibrary.Load</c> is honoured). Runs once; does
+    /// nothing beside a build output (the build patched the copy there) or off Linux. Never throws: a failure is kept
+    /// for <see cref="Diagnose"/>.
+    /// </summary>
+    public static void PrepareNativeLoad()
+    {
+        lock (Gate)
+        {
+            if (_prepared) return;
+            _prepared = true;
+            try { Preload = PreloadFromPackageCache(); }
+            catch (Exception e) when (e is DllNotFoundException or BadImageFormatException or IOException or UnauthorizedAccessException or InvalidDataException)
+            {
+                _preloadFailure = e.Message.Trim();
+                Preload = "failed: " + FirstLine(_preloadFailure);
+            }
+        }
+    }
+
+    const string LibTorchSharpFile = "libLibTorchSharp.so";
+
+    static string PreloadFromPackageCache()
+    {
+        if (!OperatingSystem.IsLinux()) return "not needed (TorchSharp's own loader is used off Linux)";
+        string torchDir = Path.GetDirectoryName(typeof(torch).Assembly.Location) ?? AppContext.BaseDirectory;
+        string rid = RuntimeInformation.RuntimeIdentifier;
+        if (new[] { AppContext.BaseDirectory, torchDir }.Any(d => File.Exists(Path.Combine(d, LibTorchSharpFile)) ||
+                                                              File.Exists(Path.Combine(d, "runtimes", rid, "native", LibTorchSharpFile))))
+            return "not needed (libLibTorchSharp.so is in the application's folder: the build's copy)";
+        var layout = PackageCacheLayout.Find(torchDir);
+        if (layout == null) return "not attempted (TorchSharp is not in a NuGet package cache layout)";
+        string library = layout.LibTorchSharp;
+        bool patched = false;
+        if (NeedsWeakenedCopy(library))
+        {
+            library = WeakenedCopy(library);
+            patched = true;
+        }
+        // libtorch first (its RUNPATH finds libc10, libtorch_cpu and libgomp beside it), so that the dynamic loader
+        // satisfies libLibTorchSharp's DT_NEEDED entries with the already-loaded libraries
+        NativeLibrary.Load(Path.Combine(layout.LibTorchDir, "libtorch.so"));
+        NativeLibrary.Load(library);
+        _preloadedLibrary = library;
+        return $"preloaded {library}{(patched ? " (a copy with the unused GLIBCXX requirement marked weak: the host's libstdc++ is older)" : "")} and libtorch from {layout.LibTorchDir}";
+    }
+
+    static string? _preloadedLibrary;
+
+    /// <summary>Whether the host lacks a GLIBCXX version the library requires but never binds to (a weakened copy then loads).</summary>
+    static bool NeedsWeakenedCopy(string library)
+    {
+        var needs = ElfVersionNeeds.Read(File.ReadAllBytes(library)).Where(n => n.Library == "libstdc++.so.6" && !n.Weak).ToList();
+        var (hostPath, provided) = HostLibStdCxx();
+        if (hostPath == null || provided.Count == 0) return false;
+        var missing = needs.Where(n => n.Version.StartsWith("GLIBCXX_") && !provided.Contains(n.Version)).ToList();
+        return missing.Count > 0 && missing.All(n => n.RelocationUses == 0);
+    }
+
+    /// <summary>
+    /// The weakened copy of <paramref name="original"/> in a per-user cache folder named after the original's hash
+    /// (written to a temporary file, then renamed, so concurrent kernels never see half a file).
+    /// </summary>
+    internal static string WeakenedCopy(string original, string? cacheRoot = null)
+    {
+        byte[] bytes = File.ReadAllBytes(original);
+        string hash = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(bytes))[..16].ToLowerInvariant();
+        string root = cacheRoot ?? NativeCacheRoot();
+        string dir = Path.Combine(root, "libtorchsharp-" + hash);
+        string target = Path.Combine(dir, Path.GetFileName(original));
+        if (File.Exists(target) && new FileInfo(target).Length == bytes.Length) return target;
+        ElfVersionNeeds.WeakenUnused(bytes, "libstdc++.so.6");
+        Directory.CreateDirectory(dir);
+        string temp = Path.Combine(dir, $".{Path.GetFileName(original)}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}");
+        File.WriteAllBytes(temp, bytes);
+        File.Move(temp, target, overwrite: true);
+        return target;
+    }
+
+    /// <summary>TF_NATIVE_CACHE, else ~/.cache/trainingforensics/natives (XDG_CACHE_HOME honoured), else the temp folder.</summary>
+    static string NativeCacheRoot()
+    {
+        string? chosen = System.Environment.GetEnvironmentVariable("TF_NATIVE_CACHE");
+        if (!string.IsNullOrWhiteSpace(chosen)) return chosen;
+        string? xdg = System.Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
+        string home = System.Environment.GetFolderPath(System.Environment.SpecialFolder.UserProfile);
+        string? baseDir = !string.IsNullOrWhiteSpace(xdg) ? xdg : home.Length > 0 ? Path.Combine(home, ".cache") : null;
+        if (baseDir != null)
+        {
+            string dir = Path.Combine(baseDir, "trainingforensics", "natives");
+            try { Directory.CreateDirectory(dir); return dir; }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+        }
+        return Path.Combine(Path.GetTempPath(), "trainingforensics-natives");
+    }
+
+    /// <summary>TorchSharp and its libtorch package as NuGet lays them out: …/torchsharp/V/lib/TFM/TorchSharp.dll.</summary>
+    internal sealed record PackageCacheLayout(string LibTorchSharp, string LibTorchDir)
+    {
+        /// <summary>The libtorch version TorchSharp 0.107.0 was built against.</summary>
+        public const string LibTorchVersion = "2.10.0";
+
+        public static PackageCacheLayout? Find(string torchSharpDir)
+        {
+            var packageDir = new DirectoryInfo(torchSharpDir).Parent?.Parent;             // torchsharp/<version>
+            var packagesRoot = packageDir?.Parent?.Parent;                                  // the packages folder
+            if (packageDir == null || packagesRoot == null) return null;
+            string rid = "linux-" + RuntimeInformation.ProcessArchitecture.ToString().ToLowerInvariant();
+            string lib = Path.Combine(packageDir.FullName, "runtimes", rid, "native", LibTorchSharpFile);
+            if (!File.Exists(lib)) return null;
+            // the CPU package NuGet restored for TorchSharp-cpu (folder names are lower case in the cache)
+            var candidates = new[] { $"libtorch-cpu-{rid}" }
+                .Select(name => Path.Combine(packagesRoot.FullName, name))
+                .Where(Directory.Exists)
+                .SelectMany(Directory.EnumerateDirectories)
+                .Select(v => Path.Combine(v, "runtimes", rid, "native"))
+                .Where(d => File.Exists(Path.Combine(d, "libtorch.so")))
+                .OrderByDescending(d => d.Contains(Path.DirectorySeparatorChar + LibTorchVersion + Path.DirectorySeparatorChar))
+                .ThenByDescending(d => d, StringComparer.Ordinal)
+                .ToList();
+            return candidates.Count == 0 ? null : new PackageCacheLayout(lib, candidates[0]);
         }
     }
 
@@ -95,13 +230,24 @@ public static class TorchNative
         }
         else
         {
-            lines.Add($"Native library: {lib}");
-            string? loaderError = null;
-            try { NativeLibrary.Free(NativeLibrary.Load(lib)); }
-            catch (Exception e) { loaderError = e.Message; }
+            lines.Add($"Native library: {_preloadedLibrary ?? lib}");
+            lines.Add($"Preload from the NuGet cache: {Preload}");
+            string? loaderError = _preloadFailure;
+            if (loaderError == null)
+            {
+                // load the way the process would: libtorch's folder first, so the error is about this library, not a sibling
+                var layout = PackageCacheLayout.Find(Path.GetDirectoryName(typeof(torch).Assembly.Location) ?? "");
+                try
+                {
+                    if (layout != null && OperatingSystem.IsLinux()) NativeLibrary.Load(Path.Combine(layout.LibTorchDir, "libtorch.so"));
+                    NativeLibrary.Free(NativeLibrary.Load(_preloadedLibrary ?? lib));
+                }
+                catch (Exception e) { loaderError = e.Message; }
+            }
             if (loaderError != null) lines.Add($"The dynamic loader says: {loaderError.Trim()}");
             if (OperatingSystem.IsLinux())
                 lines.AddRange(LibStdCxxAdvice(lib));
+            lines.Add(Remedy());
         }
         var inner = Innermost(failure);
         string chain = inner == failure ? failure.GetType().Name : $"{failure.GetType().Name} <- {inner.GetType().Name}";
@@ -123,11 +269,22 @@ public static class TorchNative
         yield return $"It requires {string.Join(", ", missing.Select(n => n.Version + (n.Weak ? " (weak)" : "")))}; the host's libstdc++ ({hostPath}) provides up to {newest}.";
         if (hard.Count == 0) yield break;
         if (hard.All(n => n.RelocationUses == 0))
-            yield return "Those requirements are never used by the code (no relocation binds to them), so a patched copy loads fine: " +
-                         "build through this repository (`dotnet build` patches the copy in each output folder), " +
-                         "or install a newer libstdc++ (GCC 13+, e.g. Debian 13 or Ubuntu 24.04, which the devcontainer uses).";
+            yield return "Those requirements are never used by the code (no relocation binds to them), so a copy with them marked weak loads: " +
+                         "the build makes one in each output folder, and TrainingForensics makes one in its native cache for a notebook kernel " +
+                         $"({Preload}).";
         else
             yield return "Install a newer libstdc++ (GCC 13 or later: Debian 13, Ubuntu 24.04) or use the devcontainer.";
+    }
+
+    /// <summary>What to do, for where the reader is: a notebook kernel (packages from the NuGet cache) or a build output.</summary>
+    static string Remedy()
+    {
+        bool kernel = AppDomain.CurrentDomain.GetAssemblies().Any(a => a.GetName().Name == "Microsoft.DotNet.Interactive");
+        return kernel
+            ? "In a notebook kernel: restart the kernel and run the cells from the top (TrainingForensics must load TorchSharp's natives " +
+              "before any other TorchSharp call); if it still fails, install a newer libstdc++ (GCC 13+: Debian 13, Ubuntu 24.04) or use the devcontainer."
+            : "In a program or tf-run: run `dotnet build` at the repository root (the build copies a loadable libLibTorchSharp.so into each output folder); " +
+              "if it still fails, install a newer libstdc++ (GCC 13+: Debian 13, Ubuntu 24.04) or use the devcontainer.";
     }
 
     static Exception Innermost(Exception e)

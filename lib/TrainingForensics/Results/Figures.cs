@@ -37,6 +37,13 @@ public static class Figures
     public static Figure Record(string name, string value, string? description = null) =>
         Put(new Figure(CheckName(name), value ?? throw new ArgumentNullException(nameof(value)), null, description));
 
+    /// <summary>
+    /// The environment variable naming a file that every <see cref="Record(string, double, string?, string?)"/> rewrites
+    /// (atomically) with all figures so far: how a notebook run in the .NET Interactive kernel, which has no runner
+    /// around it, leaves its figures JSON beside the executed copy.
+    /// </summary>
+    public const string PathVariable = "TF_FIGURES";
+
     /// <summary>The figures recorded so far, in recording order.</summary>
     public static IReadOnlyList<Figure> All
     {
@@ -118,6 +125,8 @@ public static class Figures
             Store.RemoveAll(x => x.Name == f.Name);
             Store.Add(f);
         }
+        string? path = Environment.GetEnvironmentVariable(PathVariable);
+        if (!string.IsNullOrWhiteSpace(path)) WriteJson(path, Path.GetFileNameWithoutExtension(path).Replace(".figures", ""));
         return f;
     }
 

@@ -33,6 +33,7 @@ public sealed record TorchEnvironment(
     /// </summary>
     public static TorchEnvironment Setup(int seed = 42, int? threads = null, string? device = null)
     {
+        NotebookKernel.CheckLibraryIsCurrent(); // a notebook must not run a library build older than its sources
         OneDnnGuard.Apply(); // normally already done when the library loaded; harmless twice
         TorchNative.EnsureLoaded();
         NnpackSwitch.Apply();
@@ -125,6 +126,11 @@ public sealed record TorchEnvironment(
         (".NET", DotnetVersion),
         ("OS", OperatingSystem),
         ("oneDNN", OneDnn),
+        ("natives", TorchNative.Preload),
+        ("kernel", NotebookKernel.InKernel
+            ? $".NET Interactive; formatters {NotebookKernel.Formatters}; FSharp.Core " +
+              (FSharpCoreBinding.Bound.Count == 0 ? "as loaded" : string.Join(", ", FSharpCoreBinding.Bound.Distinct()))
+            : "none (a program or tf-run)"),
     };
 
     public override string ToString() => string.Join(System.Environment.NewLine, Rows().Select(r => $"{r.Name,-10} {r.Value}"));

@@ -76,7 +76,7 @@ public class NativeTests
         Assert.Contains("GLIBCXX_3.4.32", e.Message);
         string advice = string.Join("\n", TorchNativeTestAccess.Advice(OriginalLib));
         Assert.Contains("GLIBCXX_3.4.32", advice);
-        Assert.Contains("dotnet build", advice);
+        Assert.Contains("marked weak", advice);
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using TrainingForensics.Charts;
 using System.Diagnostics;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;

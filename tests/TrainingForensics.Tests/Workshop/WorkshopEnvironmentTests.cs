@@ -46,7 +46,7 @@ public class WorkshopEnvironmentTests
     {
         foreach (var line in Dockerfile.Split('\n').Where(l => l.StartsWith("FROM ")))
             Assert.Matches(@"^FROM (\$\{[A-Z_]+\}|env) AS [a-z-]+$", line.Trim()); // images only through the pinned ARGs
-        foreach (var image in new[] { Arg("JUPYTER_IMAGE"), Arg("DOTNET_SDK_IMAGE"), Arg("DOTNET_KERNEL_RUNTIME_IMAGE") })
+        foreach (var image in new[] { Arg("JUPYTER_IMAGE"), Arg("DOTNET_SDK_IMAGE") })
             Assert.Matches(@":(\d{4}-\d{2}-\d{2}|\d+\.\d+\.\d+-noble)$", image); // a dated or full-version tag, never "latest"
         Assert.Matches(@"^1\.0\.\d{6}$", Arg("DOTNET_INTERACTIVE_VERSION"));
         Assert.Contains("--version ${DOTNET_INTERACTIVE_VERSION}", Dockerfile);
@@ -66,10 +66,10 @@ public class WorkshopEnvironmentTests
         Assert.Equal(want[1].Value + "." + want[2].Value, image[1].Value + "." + image[2].Value);
         Assert.True(int.Parse(image[3].Value) >= int.Parse(want[3].Value), $"SDK image {Arg("DOTNET_SDK_IMAGE")} is older than global.json's {sdk}");
 
-        // the kernel's runtime is the library's target framework (the notebooks load bin/Debug/net9.0/TrainingForensics.dll)
-        string tfm = XDocument.Load(Path.Combine(Root, "lib", "TrainingForensics", "TrainingForensics.csproj"))
-            .Descendants("TargetFramework").Single().Value;
-        Assert.Equal(tfm, "net" + Regex.Match(Arg("DOTNET_KERNEL_RUNTIME_IMAGE"), @":(\d+\.\d+)\.").Groups[1].Value);
+        // the kernel the image installs is the one the tool manifest pins and CI runs the notebooks in
+        var tools = JsonDocument.Parse(File.ReadAllText(Path.Combine(Root, ".config", "dotnet-tools.json"))).RootElement.GetProperty("tools");
+        Assert.Equal(tools.GetProperty("microsoft.dotnet-interactive").GetProperty("version").GetString(), Arg("DOTNET_INTERACTIVE_VERSION"));
+        Assert.True(tools.TryGetProperty("dotnet-repl", out _), ".config/dotnet-tools.json pins dotnet-repl (CI runs the notebooks through it)");
 
         // the kernel the image installs is the one the notebooks name
         foreach (var path in NotebookFiles.All())

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Runs notebooks in the real .NET Interactive kernel (the one VS Code, Jupyter and Binder use) through dotnet-repl,
+# each in its quick configuration unless --full, and checks what a reader gets: no cell error, charts that are
+# HTML plots with plotly.js embedded (no CDN). Writes, per notebook NAME, into OUT (default artifacts/kernel):
+#   prepared/NAME.ipynb (the parameterised copy, from `tf-run --prepare`), NAME.ipynb (executed by the kernel),
+#   NAME.figures.json (the figures it recorded), NAME.html (its outputs as one page), NAME.log (dotnet-repl's output).
+#   scripts/run-in-kernel.sh [--full] [--out OUT] [--jupyter NAME]... [--compare DIR] [NOTEBOOK.ipynb ...]
+# OUT must be inside the repository (dotnet finds the pinned tools through .config/dotnet-tools.json from the
+# working folder). --jupyter NAME also executes NAME through Jupyter (nbclient, via nbconvert, with the kernel's
+# .net-csharp kernelspec, as Binder does; installed with `dotnet interactive jupyter install` if missing) and requires
+# the same checks and the same figures as dotnet-repl's run. --compare DIR requires each notebook's figures to equal
+# DIR/NAME.figures.json (a tf-run output folder), timings aside.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+out=artifacts/kernel
+quick=--quick
+notebooks=()
+jupyter_names=()
+compare=""
+while (($#)); do
+  case "$1" in
+    --full) quick=""; shift ;;
+    --out) out="$2"; shift 2 ;;
+    --jupyter) jupyter_names+=("$2"); shift 2 ;;
+    --compare) compare="$2"; shift 2 ;;
+    *) notebooks+=("$1"); shift ;;
+  esac
+done
+((${#notebooks[@]})) || notebooks=(notebooks/*.ipynb)
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+case "$out/" in "$root"/*) ;; *) echo "run-in-kernel: --out must be inside $root" >&2; exit 2 ;; esac
+
+dotnet tool restore >/dev/null
+# builds tf-run and the library; the library's build copies it to lib/TrainingForensics/bin/notebook/
+dotnet build lib/TrainingForensics.Runner -v quiet -nologo >/dev/null
+rm -rf "$out/prepared"
+dotnet run --no-build --project lib/TrainingForensics.Runner -- "${notebooks[@]}" $quick --prepare --out "$out/prepared"
+
+status=0
+for nb in "${notebooks[@]}"; do
+  name=$(basename "$nb" .ipynb)
+  rm -f "$out/$name.ipynb" "$out/$name.figures.json"
+  start=$SECONDS
+  # the kernel resolves relative #r paths against its working folder, as VS Code and Jupyter do with the notebook's
+  if (cd "$out/prepared" && TF_FIGURES="$out/$name.figures.json" timeout 1800 dotnet dotnet-repl --run "$name.ipynb" \
+        --exit-after-run --output-format ipynb --output-path "$out/$name.ipynb" >"$out/$name.log" 2>&1); then rc=0; else rc=$?; fi
+  echo "kernel: $name: dotnet-repl exit $rc in $((SECONDS - start)) s"
+  if [ ! -f "$out/$name.ipynb" ]; then echo "kernel: $name: no executed notebook (see $out/$name.log)"; tail -20 "$out/$name.log"; status=1; continue; fi
+  python3 scripts/kernel_outputs.py check "$out/$name.ipynb" || status=1
+  [ "$rc" = 0 ] || status=1
+  python3 scripts/kernel_outputs.py page "$out/$name.ipynb" "$out/$name.html"
+  if [ -n "$compare" ]; then
+    python3 scripts/kernel_outputs.py figures "$compare/$name.figures.json" "$out/$name.figures.json" || status=1
+  fi
+done
+
+for name in "${jupyter_names[@]}"; do
+  if ! command -v jupyter >/dev/null || ! jupyter nbconvert --version >/dev/null 2>&1; then
+    echo "kernel: Jupyter (nbconvert/nbclient) is not installed: the Jupyter run of $name is skipped"; continue
+  fi
+  jupyter kernelspec list 2>/dev/null | grep -q '\.net-csharp' || (cd "$out/prepared" && dotnet dotnet-interactive jupyter install >/dev/null)
+  rm -f "$out/$name.jupyter.ipynb" "$out/$name.jupyter.figures.json"
+  start=$SECONDS
+  if (cd "$out/prepared" && TF_FIGURES="$out/$name.jupyter.figures.json" timeout 1800 jupyter nbconvert --to notebook --execute \
+        --ExecutePreprocessor.kernel_name=.net-csharp --ExecutePreprocessor.timeout=1200 \
+        --output-dir "$out" --output "$name.jupyter" "$name.ipynb" >"$out/$name.jupyter.log" 2>&1); then rc=0; else rc=$?; fi
+  echo "jupyter: $name: nbconvert --execute exit $rc in $((SECONDS - start)) s"
+  [ "$rc" = 0 ] || { tail -20 "$out/$name.jupyter.log"; status=1; continue; }
+  python3 scripts/kernel_outputs.py check "$out/$name.jupyter.ipynb" || status=1
+  python3 scripts/kernel_outputs.py figures "$out/$name.figures.json" "$out/$name.jupyter.figures.json" || status=1
+done
+exit "$status"
