@@ -4,12 +4,15 @@
 # HTML plots with plotly.js embedded (no CDN). Writes, per notebook NAME, into OUT (default artifacts/kernel):
 #   prepared/NAME.ipynb (the parameterised copy, from `tf-run --prepare`), NAME.ipynb (executed by the kernel),
 #   NAME.figures.json (the figures it recorded), NAME.html (its outputs as one page), NAME.log (dotnet-repl's output).
-#   scripts/run-in-kernel.sh [--full] [--out OUT] [--jupyter NAME]... [--compare DIR] [NOTEBOOK.ipynb ...]
+#   scripts/run-in-kernel.sh [--full] [--offline] [--out OUT] [--jupyter NAME]... [--compare DIR] [NOTEBOOK.ipynb ...]
 # OUT must be inside the repository (dotnet finds the pinned tools through .config/dotnet-tools.json from the
 # working folder). --jupyter NAME also executes NAME through Jupyter (nbclient, via nbconvert, with the kernel's
 # .net-csharp kernelspec, as Binder does; installed with `dotnet interactive jupyter install` if missing) and requires
 # the same checks and the same figures as dotnet-repl's run. --compare DIR requires each notebook's figures to equal
-# DIR/NAME.figures.json (a tf-run output folder), timings aside.
+# DIR/NAME.figures.json (a tf-run output folder), timings aside. --offline runs each kernel in a network namespace
+# with no interface up (`unshare -n`, root), as on workshop Wi-Fi: the kernel must find its packages in the NuGet cache
+# and the charts must not need a CDN (the Jupyter run keeps the network: nbclient talks to the kernel over loopback);
+# where unshare is not permitted it says so and runs with the network.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -18,12 +21,16 @@ quick=--quick
 notebooks=()
 jupyter_names=()
 compare=""
+offline=()
 while (($#)); do
   case "$1" in
     --full) quick=""; shift ;;
     --out) out="$2"; shift 2 ;;
     --jupyter) jupyter_names+=("$2"); shift 2 ;;
     --compare) compare="$2"; shift 2 ;;
+    --offline)
+      if unshare -n true 2>/dev/null; then offline=(unshare -n --); else echo "kernel: unshare -n is not permitted here: running with the network"; fi
+      shift ;;
     *) notebooks+=("$1"); shift ;;
   esac
 done
@@ -44,9 +51,9 @@ for nb in "${notebooks[@]}"; do
   rm -f "$out/$name.ipynb" "$out/$name.figures.json"
   start=$SECONDS
   # the kernel resolves relative #r paths against its working folder, as VS Code and Jupyter do with the notebook's
-  if (cd "$out/prepared" && TF_FIGURES="$out/$name.figures.json" timeout 1800 dotnet dotnet-repl --run "$name.ipynb" \
+  if (cd "$out/prepared" && TF_FIGURES="$out/$name.figures.json" timeout 1800 "${offline[@]}" dotnet dotnet-repl --run "$name.ipynb" \
         --exit-after-run --output-format ipynb --output-path "$out/$name.ipynb" >"$out/$name.log" 2>&1); then rc=0; else rc=$?; fi
-  echo "kernel: $name: dotnet-repl exit $rc in $((SECONDS - start)) s"
+  echo "kernel: $name: dotnet-repl exit $rc in $((SECONDS - start)) s${offline:+ (no network)}"
   if [ ! -f "$out/$name.ipynb" ]; then echo "kernel: $name: no executed notebook (see $out/$name.log)"; tail -20 "$out/$name.log"; status=1; continue; fi
   python3 scripts/kernel_outputs.py check "$out/$name.ipynb" || status=1
   [ "$rc" = 0 ] || status=1

@@ -129,7 +129,7 @@ public sealed record TorchEnvironment(
         ("natives", TorchNative.Preload),
         ("kernel", NotebookKernel.InKernel
             ? $".NET Interactive; formatters {NotebookKernel.Formatters}; FSharp.Core " +
-              (FSharpCoreBinding.Bound.Count == 0 ? "as loaded" : string.Join(", ", FSharpCoreBinding.Bound.Distinct()))
+              (FSharpCoreBinding.Bound.Count == 0 ? "binding ready (no request for a newer one yet)" : "bound " + string.Join(", ", FSharpCoreBinding.Bound.Distinct()))
             : "none (a program or tf-run)"),
     };
 
