@@ -1,8 +1,8 @@
-using TrainingForensics.Charts;
 using System.Globalization;
 using System.Net;
 using System.Text;
 using System.Text.Json.Nodes;
+using TrainingForensics.Charts;
 
 namespace TrainingForensics.Runner;
 

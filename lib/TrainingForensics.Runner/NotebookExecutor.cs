@@ -1,4 +1,3 @@
-using TrainingForensics.Charts;
 using System.Diagnostics;
 using System.Globalization;
 using System.Reflection;
@@ -6,6 +5,7 @@ using System.Text.Json.Nodes;
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.CSharp.Scripting;
 using Microsoft.CodeAnalysis.Scripting;
+using TrainingForensics.Charts;
 using TrainingForensics.Results;
 using TrainingForensics.Runner.Scripting;
 

@@ -88,24 +88,41 @@ public static class TorchNative
             library = WeakenedCopy(library);
             patched = true;
         }
-        // libtorch first (its RUNPATH finds libc10, libtorch_cpu and libgomp beside it), so that the dynamic loader
-        // satisfies libLibTorchSharp's DT_NEEDED entries with the already-loaded libraries
-        NativeLibrary.Load(Path.Combine(layout.LibTorchDir, "libtorch.so"));
-        NativeLibrary.Load(library);
+        LoadAfterLibTorch(layout.LibTorchDir, library);
         _preloadedLibrary = library;
         return $"preloaded {library}{(patched ? " (a copy with the unused GLIBCXX requirement marked weak: the host's libstdc++ is older)" : "")} and libtorch from {layout.LibTorchDir}";
     }
 
     static string? _preloadedLibrary;
 
+    /// <summary>
+    /// Loads <paramref name="library"/> after libtorch from <paramref name="libTorchDir"/> (whose RUNPATH finds libc10,
+    /// libtorch_cpu and libgomp beside it), so the dynamic loader satisfies libLibTorchSharp's DT_NEEDED entries with the
+    /// already-loaded libraries. Returns the library's handle.
+    /// </summary>
+    static IntPtr LoadAfterLibTorch(string? libTorchDir, string library)
+    {
+        if (libTorchDir != null) NativeLibrary.Load(Path.Combine(libTorchDir, "libtorch.so"));
+        return NativeLibrary.Load(library);
+    }
+
     /// <summary>Whether the host lacks a GLIBCXX version the library requires but never binds to (a weakened copy then loads).</summary>
     static bool NeedsWeakenedCopy(string library)
     {
-        var needs = ElfVersionNeeds.Read(File.ReadAllBytes(library)).Where(n => n.Library == "libstdc++.so.6" && !n.Weak).ToList();
-        var (hostPath, provided) = HostLibStdCxx();
+        var (hostPath, provided, missing) = MissingLibStdCxxVersions(ElfVersionNeeds.Read(File.ReadAllBytes(library)));
         if (hostPath == null || provided.Count == 0) return false;
-        var missing = needs.Where(n => n.Version.StartsWith("GLIBCXX_") && !provided.Contains(n.Version)).ToList();
-        return missing.Count > 0 && missing.All(n => n.RelocationUses == 0);
+        var hard = missing.Where(n => !n.Weak).ToList();
+        return hard.Count > 0 && hard.All(n => n.RelocationUses == 0);
+    }
+
+    /// <summary>The library's GLIBCXX requirements that the host's libstdc++ does not define (weak ones included).</summary>
+    static (string? HostPath, IReadOnlyList<string> Provided, List<ElfVersionNeed> Missing) MissingLibStdCxxVersions(IEnumerable<ElfVersionNeed> needs)
+    {
+        var (hostPath, provided) = HostLibStdCxx();
+        var missing = hostPath == null
+            ? new List<ElfVersionNeed>()
+            : needs.Where(n => n.Library == "libstdc++.so.6" && n.Version.StartsWith("GLIBCXX_") && !provided.Contains(n.Version)).ToList();
+        return (hostPath, provided, missing);
     }
 
     /// <summary>
@@ -236,12 +253,8 @@ public static class TorchNative
             if (loaderError == null)
             {
                 // load the way the process would: libtorch's folder first, so the error is about this library, not a sibling
-                var layout = PackageCacheLayout.Find(Path.GetDirectoryName(typeof(torch).Assembly.Location) ?? "");
-                try
-                {
-                    if (layout != null && OperatingSystem.IsLinux()) NativeLibrary.Load(Path.Combine(layout.LibTorchDir, "libtorch.so"));
-                    NativeLibrary.Free(NativeLibrary.Load(_preloadedLibrary ?? lib));
-                }
+                var layout = OperatingSystem.IsLinux() ? PackageCacheLayout.Find(Path.GetDirectoryName(typeof(torch).Assembly.Location) ?? "") : null;
+                try { NativeLibrary.Free(LoadAfterLibTorch(layout?.LibTorchDir, _preloadedLibrary ?? lib)); }
                 catch (Exception e) { loaderError = e.Message; }
             }
             if (loaderError != null) lines.Add($"The dynamic loader says: {loaderError.Trim()}");
@@ -258,12 +271,10 @@ public static class TorchNative
     internal static IEnumerable<string> LibStdCxxAdvice(string lib)
     {
         List<ElfVersionNeed> needs;
-        try { needs = ElfVersionNeeds.Read(File.ReadAllBytes(lib)).Where(n => n.Library == "libstdc++.so.6").ToList(); }
+        try { needs = ElfVersionNeeds.Read(File.ReadAllBytes(lib)); }
         catch (Exception e) when (e is IOException or InvalidDataException) { yield break; }
-        var (hostPath, provided) = HostLibStdCxx();
-        if (hostPath == null) yield break;
-        var missing = needs.Where(n => n.Version.StartsWith("GLIBCXX_") && !provided.Contains(n.Version)).ToList();
-        if (missing.Count == 0) yield break;
+        var (hostPath, provided, missing) = MissingLibStdCxxVersions(needs);
+        if (hostPath == null || missing.Count == 0) yield break;
         string newest = provided.OrderBy(v => v, VersionNameComparer.Instance).LastOrDefault() ?? "none";
         var hard = missing.Where(n => !n.Weak).ToList();
         yield return $"It requires {string.Join(", ", missing.Select(n => n.Version + (n.Weak ? " (weak)" : "")))}; the host's libstdc++ ({hostPath}) provides up to {newest}.";
@@ -279,8 +290,7 @@ public static class TorchNative
     /// <summary>What to do, for where the reader is: a notebook kernel (packages from the NuGet cache) or a build output.</summary>
     static string Remedy()
     {
-        bool kernel = AppDomain.CurrentDomain.GetAssemblies().Any(a => a.GetName().Name == "Microsoft.DotNet.Interactive");
-        return kernel
+        return Setup.NotebookKernel.InKernel
             ? "In a notebook kernel: restart the kernel and run the cells from the top (TrainingForensics must load TorchSharp's natives " +
               "before any other TorchSharp call); if it still fails, install a newer libstdc++ (GCC 13+: Debian 13, Ubuntu 24.04) or use the devcontainer."
             : "In a program or tf-run: run `dotnet build` at the repository root (the build copies a loadable libLibTorchSharp.so into each output folder); " +

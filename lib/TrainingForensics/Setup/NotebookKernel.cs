@@ -120,11 +120,12 @@ public static class NotebookKernel
         var project = Directory.GetParent(folder)?.Parent;                          // lib/TrainingForensics
         if (project == null || !File.Exists(Path.Combine(project.FullName, "TrainingForensics.csproj"))) return null;
         var built = File.GetLastWriteTimeUtc(assemblyPath);
-        string bin = Path.Combine(project.FullName, "bin") + Path.DirectorySeparatorChar, obj = Path.Combine(project.FullName, "obj") + Path.DirectorySeparatorChar;
-        var newest = Directory.EnumerateFiles(project.FullName, "*.*", SearchOption.AllDirectories)
-            .Where(f => (f.EndsWith(".cs", StringComparison.Ordinal) || f.EndsWith(".csproj", StringComparison.Ordinal))
-                        && !f.StartsWith(bin, StringComparison.Ordinal) && !f.StartsWith(obj, StringComparison.Ordinal))
-            .Select(f => (File: f, Changed: File.GetLastWriteTimeUtc(f)))
+        // the sources: the project's own files and its folders but bin/ and obj/ (build outputs, not walked at all)
+        var folders = project.EnumerateDirectories().Where(d => d.Name is not ("bin" or "obj"))
+            .SelectMany(d => d.EnumerateFiles("*", SearchOption.AllDirectories));
+        var newest = project.EnumerateFiles().Concat(folders)
+            .Where(f => f.Extension is ".cs" or ".csproj")
+            .Select(f => (File: f.FullName, Changed: f.LastWriteTimeUtc))
             .OrderByDescending(x => x.Changed)
             .FirstOrDefault();
         return newest.File != null && newest.Changed > built ? (newest.File, newest.Changed.ToLocalTime()) : null;

@@ -1,8 +1,8 @@
-using TrainingForensics.Charts;
 using System.Diagnostics;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Microsoft.Data.Analysis;
+using TrainingForensics.Charts;
 using TrainingForensics.Runner;
 using Xunit.Abstractions;
 using static TrainingForensics.Tests.Runner.RunnerKit;
