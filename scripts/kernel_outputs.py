@@ -5,6 +5,8 @@ usage: scripts/kernel_outputs.py check EXECUTED.ipynb...        every code cell 
        scripts/kernel_outputs.py page EXECUTED.ipynb OUT.html   the notebook's outputs in one page, in order, as a
                                                                 notebook front end shows them (VS Code: one webview)
        scripts/kernel_outputs.py figures A.json B.json          same figures in both (timings, unit "s", aside)
+       scripts/kernel_outputs.py fails-at EXECUTED.ipynb N TEXT...  the first error is in code cell N and its message
+                                                                holds every TEXT (a bad-input run failing as designed)
 
 Exit codes: 0 fine, 1 a check failed, 2 bad arguments or unreadable input.
 """
@@ -103,6 +105,23 @@ def figures(a, b):
     return not problems
 
 
+def fails_at(path, cell, expected):
+    nb = load(path)
+    code_cells = [c for c in nb.get("cells", []) if c.get("cell_type") == "code"]
+    for i, c in enumerate(code_cells, 1):
+        errors = [o for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        if not errors:
+            continue
+        message = " ".join(text(o.get("evalue")) + " " + text(o.get("traceback")) for o in errors)
+        missing = [t for t in expected if t not in message]
+        ok = i == cell and not missing
+        print(f"{path}: first error in code cell {i} (wanted {cell}): {message.strip()[:300]}"
+              + (f"; missing {missing}" if missing else ""))
+        return ok
+    print(f"{path}: no cell failed (wanted code cell {cell} to fail)")
+    return False
+
+
 def main(argv):
     if len(argv) >= 2 and argv[0] == "check":
         return 0 if all([check(p) for p in argv[1:]]) else 1
@@ -110,6 +129,8 @@ def main(argv):
         return 0 if page(argv[1], argv[2]) else 1
     if len(argv) == 3 and argv[0] == "figures":
         return 0 if figures(argv[1], argv[2]) else 1
+    if len(argv) >= 3 and argv[0] == "fails-at" and argv[2].isdigit():
+        return 0 if fails_at(argv[1], int(argv[2]), argv[3:]) else 1
     print(__doc__, file=sys.stderr)
     return 2
 

@@ -141,6 +141,9 @@ public sealed class Magics
         string bare = trimmed.EndsWith(".dll", StringComparison.OrdinalIgnoreCase) ? trimmed[..^4] : trimmed;
         if (!trimmed.Contains('/') && !trimmed.Contains('\\') && _isLoadedAssembly(bare))
             return (null, bare);
-        throw new MagicException($"{where}: #r \"{arg}\": the assembly '{full}' does not exist");
+        // a build output (the library's made-by-dotnet-build/, any bin/): say which command makes it
+        string hint = full.Contains($"{Path.DirectorySeparatorChar}bin{Path.DirectorySeparatorChar}")
+            ? " (a build output: run `dotnet build` at the repository root)" : "";
+        throw new MagicException($"{where}: #r \"{arg}\": the assembly '{full}' does not exist{hint}");
     }
 }

@@ -93,8 +93,11 @@ public static class NotebookKernel
         }
     }
 
+    /// <summary>The folder under lib/TrainingForensics/bin/ the notebooks load the library from (named for what makes it).</summary>
+    public const string BuildFolder = "made-by-dotnet-build";
+
     /// <summary>
-    /// The notebooks load the library from lib/TrainingForensics/bin/notebook/, which only a build updates. When the
+    /// The notebooks load the library from lib/TrainingForensics/bin/made-by-dotnet-build/, which only a build updates. When the
     /// library's sources beside that folder are newer than the loaded assembly, a notebook would silently run old code:
     /// this throws, naming the changed file and the command that fixes it. Loaded from anywhere else (a program,
     /// tf-run, tests), the build system keeps it current and nothing is checked.
@@ -112,11 +115,11 @@ public static class NotebookKernel
             "Run `dotnet build` at the repository root, then restart the kernel and run the notebook from the top.");
     }
 
-    /// <summary>The newest library source newer than the assembly at bin/notebook/, or null (not that layout, or current).</summary>
+    /// <summary>The newest library source newer than the assembly at bin/made-by-dotnet-build/, or null (not that layout, or current).</summary>
     internal static (string File, DateTime Changed)? NewerSource(string assemblyPath)
     {
         var folder = Path.GetDirectoryName(assemblyPath);
-        if (folder == null || Path.GetFileName(folder) != "notebook") return null;
+        if (folder == null || Path.GetFileName(folder) != BuildFolder) return null;
         var project = Directory.GetParent(folder)?.Parent;                          // lib/TrainingForensics
         if (project == null || !File.Exists(Path.Combine(project.FullName, "TrainingForensics.csproj"))) return null;
         var built = File.GetLastWriteTimeUtc(assemblyPath);

@@ -119,7 +119,7 @@ public class NotebookKernelTests
     {
         using var repo = new TempDir();
         string project = Path.Combine(repo.Path, "lib", "TrainingForensics");
-        string dll = Path.Combine(project, "bin", "notebook", "TrainingForensics.dll");
+        string dll = Path.Combine(project, "bin", NotebookKernel.BuildFolder, "TrainingForensics.dll");
         Directory.CreateDirectory(Path.GetDirectoryName(dll)!);
         Directory.CreateDirectory(Path.Combine(project, "Setup"));
         File.WriteAllText(Path.Combine(project, "TrainingForensics.csproj"), "<Project />");

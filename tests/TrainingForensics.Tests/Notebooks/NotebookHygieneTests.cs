@@ -82,7 +82,7 @@ public class NotebookHygieneTests
         var path = Assert.Single(NotebookFiles.PathReference.Matches(refs)).Groups[1].Value;
         string full = Path.GetFullPath(Path.Combine(NotebookFiles.Folder, path));
         // one path whatever configuration was built (the library's CopyForNotebooks target puts it there)
-        Assert.Equal(Path.Combine(TestPaths.RepositoryRoot, "lib", "TrainingForensics", "bin", "notebook", "TrainingForensics.dll"), full);
+        Assert.Equal(Path.Combine(TestPaths.RepositoryRoot, "lib", "TrainingForensics", "bin", TrainingForensics.Setup.NotebookKernel.BuildFolder, "TrainingForensics.dll"), full);
         Assert.True(File.Exists(full), $"{full} missing: `dotnet build` produces it");
     }
 

@@ -121,6 +121,7 @@ public class ExecutionTests
     [InlineData("#r \"nuget: Plotly.NET, 5.1.0\"", new[] { "5.1.0", "6.0.0" })]
     [InlineData("#r \"nuget: Plotly.NET\"", new[] { "pin a version", "6.0.0" })]
     [InlineData("#r \"missing/nothing.dll\"", new[] { "does not exist", "missing" })]
+    [InlineData("#r \"lib/bin/made-by-dotnet-build/nothing.dll\"", new[] { "does not exist", "run `dotnet build` at the repository root" })]
     [InlineData("#!time", new[] { "#!time", "not supported" })]
     public void Bad_magics_fail_the_notebook_before_any_cell_runs(string magic, string[] expected)
     {
