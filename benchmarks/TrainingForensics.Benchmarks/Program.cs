@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using TorchSharp;
 using TrainingForensics.Benchmarks;
+using TrainingForensics.Clinic;
 using TrainingForensics.Diagnostics;
 using TrainingForensics.Models;
 using TrainingForensics.Probes;
@@ -178,14 +179,14 @@ foreach (var (name, batch, w) in new[] { workloads[1], workloads[3] })
     doctor2.Dispose();
 }
 Line();
-Line("The clinic's own overhead workloads (`Clinic.MeasureOverhead`: MNIST batches of 64 as in its suite, Adam or SGD-momentum, " +
+Line("The clinic's own overhead workloads (`ClinicRunner.MeasureOverhead`: MNIST batches of 64 as in its suite, Adam or SGD-momentum, " +
      "three copies in rotating order, medians of per-round ratios; the issue's targets are ≤ 1.05× at the default cadence and ≤ 1.3× every step):");
 Line();
 Line("| workload | baseline ms/step | doctor, default | doctor, every step | rounds × steps |");
 Line("|---|---:|---:|---:|---:|");
 foreach (var (c, stepsPerRound) in ClinicCases.OverheadWorkloads())
 {
-    var o = Clinic.MeasureOverhead(c, stepsPerRound, quick ? 2 : 9, 1, new DoctorOptions());
+    var o = ClinicRunner.MeasureOverhead(c, stepsPerRound, quick ? 2 : 9, 1, new DoctorOptions());
     Line($"| {c.Name} | {F(o.BaselineStepMs, "N3")} | {F(o.DefaultRatio, "N3")}× | {F(o.EveryStepRatio, "N3")}× | {o.Rounds} × {o.StepsPerRound} |");
 }
 Line();

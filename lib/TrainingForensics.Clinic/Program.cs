@@ -1,5 +1,6 @@
 // The clinic: runs the training doctor over the suite of buggy and healthy trainings and prints how it did.
 // Usage: dotnet run --project lib/TrainingForensics.Clinic -- [--quick] [--seed N] [--every N] [--no-overhead] [--verbose] [--json FILE]
+using TrainingForensics.Clinic;
 using TrainingForensics.Diagnostics;
 using TrainingForensics.Setup;
 
@@ -19,7 +20,7 @@ for (int i = 0; i < args.Length; i++)
         case "--every": every = int.Parse(Next()); break;
         case "--json": json = Next(); break;
         case "-h" or "--help":
-            Console.WriteLine("tf-clinic [--quick] [--seed N] [--every N] [--no-overhead] [--verbose] [--json FILE]");
+            Console.WriteLine("clinic [--quick] [--seed N] [--every N] [--no-overhead] [--verbose] [--json FILE]");
             return 0;
         default:
             Console.Error.WriteLine($"unknown argument '{args[i]}' (try --help)");
@@ -31,7 +32,7 @@ var env = TorchEnvironment.Setup(seed);
 Console.WriteLine($"TorchSharp {env.TorchSharpVersion}, {env.Threads} thread(s), seed {seed}{(quick ? ", quick subset" : "")}");
 var options = every is { } e ? new DoctorOptions { Every = e } : new DoctorOptions();
 var cases = quick ? ClinicCases.Quick() : ClinicCases.All();
-var report = Clinic.Run(cases, options, seed, measureOverhead: overhead, overheadRounds: quick ? 5 : 9, progress: Console.WriteLine);
+var report = ClinicRunner.Run(cases, options, seed, measureOverhead: overhead, overheadRounds: quick ? 5 : 9, progress: Console.WriteLine);
 report.Verbose = verbose;
 Console.WriteLine();
 Console.WriteLine(report);

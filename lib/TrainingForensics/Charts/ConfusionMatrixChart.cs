@@ -7,7 +7,7 @@ namespace TrainingForensics.Charts;
 public static class ConfusionMatrixChart
 {
     public static GenericChart Create(ConfusionMatrix matrix, string title = "confusion matrix") =>
-        Charts.Heatmap(title, matrix.ToArray(), matrix.ClassNames, matrix.ClassNames,
+        Plots.Heatmap(title, matrix.ToArray(), matrix.ClassNames, matrix.ClassNames,
             xTitle: "predicted class", yTitle: "true class", colorscale: "Blues", annotate: true);
 }
 
@@ -32,10 +32,10 @@ public static class HistogramChart
         }).ToList();
         var layout = new Dictionary<string, object>
         {
-            ["title"] = Figure.Text(title), ["barmode"] = "overlay",
-            ["xaxis"] = new Dictionary<string, object> { ["title"] = Figure.Text(xTitle) },
-            ["yaxis"] = new Dictionary<string, object> { ["title"] = Figure.Text("count"), ["type"] = logY ? "log" : "linear" },
+            ["title"] = PlotlyFigure.Text(title), ["barmode"] = "overlay",
+            ["xaxis"] = new Dictionary<string, object> { ["title"] = PlotlyFigure.Text(xTitle) },
+            ["yaxis"] = new Dictionary<string, object> { ["title"] = PlotlyFigure.Text("count"), ["type"] = logY ? "log" : "linear" },
         };
-        return Figure.Build(traces, layout);
+        return PlotlyFigure.Build(traces, layout);
     }
 }

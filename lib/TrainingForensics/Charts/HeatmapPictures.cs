@@ -30,7 +30,7 @@ public static class HeatmapPictures
             rows.Add(nn.functional.interpolate(m, new long[] { size, size }, mode: InterpolationMode.Nearest).squeeze(1));
             for (int i = 0; i < n; i++) captions.Add(i == 0 ? label : "");
         }
-        return Charts.ImageGrid(cat(rows.ToArray(), 0), captions, (int)n, title);
+        return Plots.ImageGrid(cat(rows.ToArray(), 0), captions, (int)n, title);
     }
 
     /// <summary>A bar chart (e.g. eval accuracy per fix).</summary>
@@ -40,9 +40,9 @@ public static class HeatmapPictures
         var trace = new Dictionary<string, object> { ["type"] = "bar", ["x"] = names.ToArray(), ["y"] = values.ToArray() };
         var layout = new Dictionary<string, object>
         {
-            ["title"] = Figure.Text(title),
-            ["yaxis"] = new Dictionary<string, object> { ["title"] = Figure.Text(yTitle) },
+            ["title"] = PlotlyFigure.Text(title),
+            ["yaxis"] = new Dictionary<string, object> { ["title"] = PlotlyFigure.Text(yTitle) },
         };
-        return Figure.Build(new[] { trace }, layout);
+        return PlotlyFigure.Build(new[] { trace }, layout);
     }
 }

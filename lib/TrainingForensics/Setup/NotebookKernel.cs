@@ -93,35 +93,58 @@ public static class NotebookKernel
         }
     }
 
-    /// <summary>The folder under lib/TrainingForensics/bin/ the notebooks load the library from (named for what makes it).</summary>
+    /// <summary>The folder under lib/PROJECT/bin/ the notebooks load the library (and the clinic) from, named for what makes it.</summary>
     public const string BuildFolder = "made-by-dotnet-build";
 
     /// <summary>
-    /// The notebooks load the library from lib/TrainingForensics/bin/made-by-dotnet-build/, which only a build updates. When the
-    /// library's sources beside that folder are newer than the loaded assembly, a notebook would silently run old code:
-    /// this throws, naming the changed file and the command that fixes it. Loaded from anywhere else (a program,
-    /// tf-run, tests), the build system keeps it current and nothing is checked.
+    /// The notebooks load the library (and 04 the clinic) from lib/PROJECT/bin/made-by-dotnet-build/, which only a
+    /// build updates. When a project's sources are newer than its assembly there, a notebook would silently run old
+    /// code: this throws, naming the changed file and the command that fixes it. Every such assembly beside the loaded
+    /// library is checked, loaded yet or not (the kernel loads the clinic only when a cell first uses it). Loaded from
+    /// anywhere else (a program, tf-run, tests), the build system keeps it current and nothing is checked.
     /// </summary>
     public static void CheckLibraryIsCurrent() =>
         CheckLibraryIsCurrent(typeof(NotebookKernel).Assembly.Location);
 
     internal static void CheckLibraryIsCurrent(string assemblyPath)
     {
-        var stale = NewerSource(assemblyPath);
-        if (stale == null) return;
-        throw new InvalidOperationException(
-            $"The TrainingForensics library this notebook loaded ({assemblyPath}, built {File.GetLastWriteTime(assemblyPath):yyyy-MM-dd HH:mm:ss}) " +
-            $"is older than its source {stale.Value.File} (changed {stale.Value.Changed:yyyy-MM-dd HH:mm:ss}). " +
-            "Run `dotnet build` at the repository root, then restart the kernel and run the notebook from the top.");
+        foreach (var assembly in NotebookAssemblies(assemblyPath))
+        {
+            var stale = NewerSource(assembly);
+            if (stale == null) continue;
+            throw new InvalidOperationException(
+                $"The {Path.GetFileNameWithoutExtension(assembly)} assembly this notebook uses ({assembly}, built {File.GetLastWriteTime(assembly):yyyy-MM-dd HH:mm:ss}) " +
+                $"is older than its source {stale.Value.File} (changed {stale.Value.Changed:yyyy-MM-dd HH:mm:ss}). " +
+                "Run `dotnet build` at the repository root, then restart the kernel and run the notebook from the top.");
+        }
     }
 
-    /// <summary>The newest library source newer than the assembly at bin/made-by-dotnet-build/, or null (not that layout, or current).</summary>
-    internal static (string File, DateTime Changed)? NewerSource(string assemblyPath)
+    /// <summary>The loaded library first, then every lib/*/bin/made-by-dotnet-build/PROJECT.dll beside it; nothing outside that layout.</summary>
+    internal static IEnumerable<string> NotebookAssemblies(string libraryPath)
+    {
+        if (ProjectOf(libraryPath) is not { } library) yield break;
+        yield return libraryPath;
+        foreach (var project in library.Parent!.EnumerateDirectories().Where(d => d.FullName != library.FullName).OrderBy(d => d.Name))
+        {
+            string dll = Path.Combine(project.FullName, "bin", BuildFolder, project.Name + ".dll");
+            if (File.Exists(dll) && ProjectOf(dll) != null) yield return dll;
+        }
+    }
+
+    /// <summary>lib/PROJECT for lib/PROJECT/bin/made-by-dotnet-build/PROJECT.dll with lib/PROJECT/PROJECT.csproj beside; else null.</summary>
+    static DirectoryInfo? ProjectOf(string assemblyPath)
     {
         var folder = Path.GetDirectoryName(assemblyPath);
         if (folder == null || Path.GetFileName(folder) != BuildFolder) return null;
-        var project = Directory.GetParent(folder)?.Parent;                          // lib/TrainingForensics
-        if (project == null || !File.Exists(Path.Combine(project.FullName, "TrainingForensics.csproj"))) return null;
+        var project = Directory.GetParent(folder)?.Parent;
+        string name = Path.GetFileNameWithoutExtension(assemblyPath);
+        return project != null && File.Exists(Path.Combine(project.FullName, name + ".csproj")) ? project : null;
+    }
+
+    /// <summary>The newest source of the assembly's project newer than the assembly, or null (not that layout, or current).</summary>
+    internal static (string File, DateTime Changed)? NewerSource(string assemblyPath)
+    {
+        if (ProjectOf(assemblyPath) is not { } project) return null;
         var built = File.GetLastWriteTimeUtc(assemblyPath);
         // the sources: the project's own files and its folders but bin/ and obj/ (build outputs, not walked at all)
         var folders = project.EnumerateDirectories().Where(d => d.Name is not ("bin" or "obj"))

@@ -1,6 +1,4 @@
 using Microsoft.Data.Analysis;
-using Plotly.NET;
-using TrainingForensics.Charts;
 
 namespace TrainingForensics.Training;
 
@@ -87,36 +85,5 @@ public static class RunComparison
         return new DataFrame(columns);
     }
 
-    /// <summary>
-    /// <paramref name="value"/> per epoch: one line per run, or, with <paramref name="group"/>, one line per group
-    /// (the mean over its runs) with each run drawn thin and dotted behind it.
-    /// </summary>
-    public static GenericChart Chart(string title, IEnumerable<TrainingHistory> runs, string value = "test_accuracy",
-        Func<TrainingHistory, string>? group = null, string? yTitle = null)
-    {
-        var list = runs.ToList();
-        if (list.Count == 0) throw new ArgumentException("no runs to draw");
-        var series = new List<Series>();
-        if (group == null)
-        {
-            foreach (var r in list) series.Add(new Series(r.Name, Epochs(r), r.EpochValues(value)));
-        }
-        else
-        {
-            // Lines of the same name share colour and legend entry: each run is drawn dotted in its group's colour.
-            foreach (var g in list.GroupBy(group))
-            {
-                var members = g.ToList();
-                int n = members.Min(r => r.Epochs.Count);
-                var mean = Enumerable.Range(0, n).Select(i => members.Average(r => r.EpochValues(value)[i])).ToArray();
-                string label = members.Count > 1 ? $"{g.Key} (mean of {members.Count} runs, dotted: each run)" : g.Key;
-                series.Add(new Series(label, Enumerable.Range(1, n).Select(i => (double)i).ToArray(), mean));
-                if (members.Count > 1)
-                    foreach (var r in members) series.Add(new Series(label, Epochs(r), r.EpochValues(value), Dash: "dot"));
-            }
-        }
-        return Charts.Charts.Lines(title, "epoch", yTitle ?? value, series);
-    }
 
-    static double[] Epochs(TrainingHistory r) => r.Epochs.Select(e => (double)e.Epoch).ToArray();
 }

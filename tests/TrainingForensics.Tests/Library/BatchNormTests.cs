@@ -1,5 +1,6 @@
 using TorchSharp;
 using TorchSharp.Modules;
+using TrainingForensics.CaseStudies.BatchNormTrainVsEval;
 using TrainingForensics.Data;
 using TrainingForensics.Diagnostics;
 using TrainingForensics.Models;

@@ -8,12 +8,23 @@ namespace TrainingForensics.Tests.Library;
 
 public class ChartsTests
 {
-    static JsonElement Json(Plotly.NET.GenericChart chart) => JsonDocument.Parse(TrainingForensics.Charts.Charts.ToJson(chart)).RootElement;
+    static JsonElement Json(Plotly.NET.GenericChart chart) => JsonDocument.Parse(TrainingForensics.Charts.Plots.ToJson(chart)).RootElement;
+
+    [Fact]
+    public void A_figure_from_plotly_attributes_keeps_them_and_needs_a_trace()
+    {
+        var trace = new Dictionary<string, object> { ["type"] = "bar", ["x"] = new[] { "a", "b" }, ["y"] = new[] { 1.0, 2.0 } };
+        var json = Json(PlotlyFigure.Build(new[] { trace }, new Dictionary<string, object> { ["title"] = PlotlyFigure.Text("counts") }));
+        Assert.Equal("bar", json.GetProperty("data")[0].GetProperty("type").GetString());
+        Assert.Equal(2.0, json.GetProperty("data")[0].GetProperty("y")[1].GetDouble());
+        Assert.Equal("counts", json.GetProperty("layout").GetProperty("title").GetProperty("text").GetString());
+        Assert.Throws<ArgumentException>(() => PlotlyFigure.Build(Array.Empty<Dictionary<string, object>>(), new()));
+    }
 
     [Fact]
     public void Side_by_side_panels_have_their_own_axes_and_a_shared_legend()
     {
-        var chart = TrainingForensics.Charts.Charts.SideBySide("runs",
+        var chart = TrainingForensics.Charts.Plots.SideBySide("runs",
             new Panel("loss", "step", "loss", new[] { Series.Of("a", new[] { 3.0, 2, double.NaN }), Series.Of("b", new[] { 3.0, 1, 0.5 }) }, LogY: true),
             new Panel("accuracy", "epoch", "acc", new[] { Series.Of("a", new[] { 0.5, 0.9 }) }));
         var json = Json(chart);
@@ -30,30 +41,30 @@ public class ChartsTests
     public void Image_grid_tiles_images_with_captions()
     {
         var images = rand(5, 1, 4, 4);
-        var json = Json(TrainingForensics.Charts.Charts.ImageGrid(images, new[] { "0", "1", "2", "3", "4" }, columns: 3));
+        var json = Json(TrainingForensics.Charts.Plots.ImageGrid(images, new[] { "0", "1", "2", "3", "4" }, columns: 3));
         var z = json.GetProperty("data")[0].GetProperty("z");
         Assert.Equal(2 * (4 + 2), z.GetArrayLength());
         Assert.Equal(3 * (4 + 2), z[0].GetArrayLength());
         Assert.Equal(images[0, 0, 0, 0].item<float>(), z[0][0].GetDouble(), 5);
         Assert.Equal(5, json.GetProperty("layout").GetProperty("annotations").GetArrayLength());
-        Assert.Throws<ArgumentException>(() => TrainingForensics.Charts.Charts.ImageGrid(images, new[] { "x" }));
-        Assert.Throws<ArgumentException>(() => TrainingForensics.Charts.Charts.ImageGrid(rand(5, 3, 4, 4)));
+        Assert.Throws<ArgumentException>(() => TrainingForensics.Charts.Plots.ImageGrid(images, new[] { "x" }));
+        Assert.Throws<ArgumentException>(() => TrainingForensics.Charts.Plots.ImageGrid(rand(5, 3, 4, 4)));
     }
 
     [Fact]
     public void Mismatched_series_and_heatmap_names_are_refused()
     {
-        Assert.Throws<ArgumentException>(() => TrainingForensics.Charts.Charts.Lines("t", "x", "y", new[] { new Series("s", new[] { 1.0 }, new[] { 1.0, 2 }) }));
-        Assert.Throws<ArgumentException>(() => TrainingForensics.Charts.Charts.Heatmap("t", new double[2, 2], new[] { "a" }, new[] { "a", "b" }));
-        var hm = Json(TrainingForensics.Charts.Charts.Heatmap("t", new double[,] { { 1, 2 }, { 3, 4 } }, new[] { "r1", "r2" }, new[] { "c1", "c2" }, annotate: true));
+        Assert.Throws<ArgumentException>(() => TrainingForensics.Charts.Plots.Lines("t", "x", "y", new[] { new Series("s", new[] { 1.0 }, new[] { 1.0, 2 }) }));
+        Assert.Throws<ArgumentException>(() => TrainingForensics.Charts.Plots.Heatmap("t", new double[2, 2], new[] { "a" }, new[] { "a", "b" }));
+        var hm = Json(TrainingForensics.Charts.Plots.Heatmap("t", new double[,] { { 1, 2 }, { 3, 4 } }, new[] { "r1", "r2" }, new[] { "c1", "c2" }, annotate: true));
         Assert.Equal(4, hm.GetProperty("data")[0].GetProperty("z")[1][1].GetDouble());
     }
 
     [Fact]
     public void Moving_average_is_trailing()
     {
-        Assert.Equal(new[] { 1.0, 1.5, 2.5, 3.5 }, TrainingForensics.Charts.Charts.MovingAverage(new[] { 1.0, 2, 3, 4 }, 2));
-        Assert.Throws<ArgumentOutOfRangeException>(() => TrainingForensics.Charts.Charts.MovingAverage(new[] { 1.0 }, 0));
+        Assert.Equal(new[] { 1.0, 1.5, 2.5, 3.5 }, TrainingForensics.Charts.Plots.MovingAverage(new[] { 1.0, 2, 3, 4 }, 2));
+        Assert.Throws<ArgumentOutOfRangeException>(() => TrainingForensics.Charts.Plots.MovingAverage(new[] { 1.0 }, 0));
     }
 }
 

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using TrainingForensics.Clinic;
 using TrainingForensics.Diagnostics;
 using TrainingForensics.Setup;
 
@@ -15,7 +16,7 @@ public class ClinicTests
         Assert.Contains(cases, c => c.Group == ClinicGroup.DesignedBug);
         Assert.Contains(cases, c => c.Group == ClinicGroup.Healthy);
         Assert.Contains(cases, c => c.Group == ClinicGroup.HeldOutBug);
-        var report = Clinic.Run(cases, seed: 1, measureOverhead: false);
+        var report = ClinicRunner.Run(cases, seed: 1, measureOverhead: false);
         foreach (var r in report.Results.Where(r => r.Case.Group == ClinicGroup.DesignedBug))
             Assert.True(r.Verdict == "found", $"{r.Case.Name}: {r.Verdict}\n{r.Report}");
         foreach (var r in report.Results.Where(r => r.Case.Group == ClinicGroup.Healthy))
@@ -46,7 +47,7 @@ public class ClinicTests
         Environment.SetEnvironmentVariable("TF_DATA", Path.Combine(TestPaths.RepositoryRoot, "data"));
         TorchEnvironment.Setup(1);
         var mlp = ClinicCases.OverheadWorkloads()[0].Case;
-        var o = Clinic.MeasureOverhead(mlp, 20, 3, 1, new DoctorOptions());
+        var o = ClinicRunner.MeasureOverhead(mlp, 20, 3, 1, new DoctorOptions());
         Assert.Equal(3, o.DefaultRatios.Length);
         Assert.Equal(o.DefaultRatios.OrderBy(x => x).ElementAt(1), o.DefaultRatio);
         Assert.True(o.BaselineStepMs > 0);
@@ -54,6 +55,6 @@ public class ClinicTests
         // no comparison of the two ratios here: with tests running in parallel, 3 short rounds can come out either way
         // (timings belong in the benchmark and the notebook, which print them)
         Assert.All(o.DefaultRatios.Concat(o.EveryStepRatios), r => Assert.True(double.IsFinite(r) && r > 0, $"ratio {r}"));
-        Assert.Throws<ArgumentOutOfRangeException>(() => Clinic.MeasureOverhead(mlp, 0, 3, 1, new DoctorOptions()));
+        Assert.Throws<ArgumentOutOfRangeException>(() => ClinicRunner.MeasureOverhead(mlp, 0, 3, 1, new DoctorOptions()));
     }
 }

@@ -34,7 +34,7 @@ public class CaseStudy1ConfusionMatrixTests
         Assert.Equal((0L, 48L, 0L, 52L), (cm.TN, cm.FP, cm.FN, cm.TP));
         Assert.True(cm.SingleClassPredicted);
         Assert.Equal(0.52, cm.Accuracy, 12);
-        var json = Charts.Charts.ToJson(ConfusionMatrixChart.Create(cm));
+        var json = Plots.ToJson(ConfusionMatrixChart.Create(cm));
         Assert.Contains("heatmap", json);
         Assert.Contains("52", json);
     }

@@ -526,7 +526,7 @@ public class DoctorTests
         Assert.False(json.RootElement.GetProperty("healthy").GetBoolean());
         Assert.Equal(report.Findings.Count, json.RootElement.GetProperty("findings").GetArrayLength());
         Assert.Equal(30, json.RootElement.GetProperty("steps_observed").GetInt64());
-        string chart = Charts.Charts.ToJson(report.Timeline());
+        string chart = TrainingForensics.Charts.Plots.ToJson(report.Timeline());
         Assert.Contains("first fired", chart);
         Assert.Contains("squashing-layer-before-logits-loss", chart);
         Assert.Contains("<table>", report.ToHtml());

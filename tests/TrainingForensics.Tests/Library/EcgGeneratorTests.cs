@@ -93,7 +93,7 @@ public class CaseStudy1EcgGeneratorTests
     public void The_strided_CNN_takes_flat_or_channel_records_and_names_its_layers()
     {
         TorchEnvironment.Reseed(2);
-        var net = new StridedConvNet1d(2);
+        var net = new StridedConvNet(2);
         using var x = randn(3, 4_096);
         using var a = net.call(x);
         using var b = net.call(x.unsqueeze(1));
@@ -102,8 +102,8 @@ public class CaseStudy1EcgGeneratorTests
         Assert.Contains("conv1.weight", net.named_parameters().Select(p => p.name));
         Assert.Contains("fc.weight", net.named_parameters().Select(p => p.name));
         Assert.Throws<ArgumentException>(() => net.call(randn(3, 2, 100)));
-        using var s = new StridedConvNet1d(1, output: "sigmoid").call(x);
+        using var s = new StridedConvNet(1, output: "sigmoid").call(x);
         Assert.True(s.min().item<float>() >= 0 && s.max().item<float>() <= 1);
-        Assert.Throws<ArgumentException>(() => new StridedConvNet1d(2, output: "tanh"));
+        Assert.Throws<ArgumentException>(() => new StridedConvNet(2, output: "tanh"));
     }
 }

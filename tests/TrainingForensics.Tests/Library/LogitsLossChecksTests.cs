@@ -1,4 +1,5 @@
 using TorchSharp;
+using TrainingForensics.CaseStudies.LossPlateau;
 using TrainingForensics.Data;
 using TrainingForensics.Diagnostics;
 using TrainingForensics.Models;

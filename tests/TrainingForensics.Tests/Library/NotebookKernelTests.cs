@@ -67,7 +67,7 @@ public class NotebookKernelTests
     [Fact]
     public void A_chart_draws_offline_and_waits_for_plotly_js()
     {
-        var chart = TrainingForensics.Charts.Charts.Lines("t", "x", "y", [new Series("s", [0.0, 1.0], [1.0, 2.0])]);
+        var chart = TrainingForensics.Charts.Plots.Lines("t", "x", "y", [new Series("s", [0.0, 1.0], [1.0, 2.0])]);
         string html = ChartHtml.Format(chart);
         Assert.Contains(ChartHtml.ChartMarker, html);
         Assert.DoesNotContain("cdn.plot.ly", html);
@@ -79,7 +79,7 @@ public class NotebookKernelTests
     [Fact]
     public void In_the_kernel_plotly_js_comes_with_the_first_chart_only()
     {
-        var chart = TrainingForensics.Charts.Charts.Lines("t", "x", "y", [new Series("s", [0.0, 1.0], [1.0, 2.0])]);
+        var chart = TrainingForensics.Charts.Plots.Lines("t", "x", "y", [new Series("s", [0.0, 1.0], [1.0, 2.0])]);
         var session = new NotebookKernel.ChartSession();
         string first = session.Html(chart), second = session.Html(chart), third = session.Html(chart);
         Assert.Single(System.Text.RegularExpressions.Regex.Matches(first, PlotlyJs.ScriptMarker));
@@ -136,6 +136,26 @@ public class NotebookKernelTests
         Assert.Contains(source, e.Message);
         Assert.Contains("dotnet build", e.Message);
         Assert.Contains("restart the kernel", e.Message);
+        File.SetLastWriteTimeUtc(source, DateTime.UtcNow.AddMinutes(-10));
+        NotebookKernel.CheckLibraryIsCurrent(dll);
+
+        // the clinic beside it (notebook 04's second assembly) is checked too, even before anything loads it
+        string clinic = Path.Combine(repo.Path, "lib", "TrainingForensics.Clinic");
+        string clinicDll = Path.Combine(clinic, "bin", TrainingForensics.Setup.NotebookKernel.BuildFolder, "TrainingForensics.Clinic.dll");
+        Directory.CreateDirectory(Path.GetDirectoryName(clinicDll)!);
+        File.WriteAllText(Path.Combine(clinic, "TrainingForensics.Clinic.csproj"), "<Project />");
+        string clinicSource = Path.Combine(clinic, "ClinicRunner.cs");
+        File.WriteAllText(clinicSource, "class C {}");
+        File.WriteAllText(clinicDll, "built");
+        File.SetLastWriteTimeUtc(Path.Combine(clinic, "TrainingForensics.Clinic.csproj"), DateTime.UtcNow.AddMinutes(-10));
+        File.SetLastWriteTimeUtc(clinicSource, DateTime.UtcNow.AddMinutes(-10));
+        File.SetLastWriteTimeUtc(clinicDll, DateTime.UtcNow.AddMinutes(-5));
+        Assert.Equal(new[] { dll, clinicDll }, NotebookKernel.NotebookAssemblies(dll));
+        NotebookKernel.CheckLibraryIsCurrent(dll);
+        File.SetLastWriteTimeUtc(clinicSource, DateTime.UtcNow);
+        var c = Assert.Throws<InvalidOperationException>(() => NotebookKernel.CheckLibraryIsCurrent(dll));
+        Assert.Contains("TrainingForensics.Clinic assembly", c.Message);
+        Assert.Contains(clinicSource, c.Message);
 
         // a build output elsewhere (tf-run, tests, a program) is the build system's business
         Assert.Null(NotebookKernel.NewerSource(typeof(NotebookKernel).Assembly.Location));

@@ -59,13 +59,13 @@ public class RunComparisonTests
     public void The_chart_draws_each_run_or_each_group_mean()
     {
         var runs = new[] { Run("a s1", 0.5, 0.5), Run("a s2", 0.5, 0.75), Run("b s1", 0.1, 0.70) };
-        string perRun = Charts.Charts.ToJson(RunComparison.Chart("test accuracy", runs));
+        string perRun = Plots.ToJson(Plots.RunComparison("test accuracy", runs));
         Assert.Contains("\"a s2\"", perRun);
-        string grouped = Charts.Charts.ToJson(RunComparison.Chart("test accuracy", runs, group: r => r.Name.Split(' ')[0]));
+        string grouped = Plots.ToJson(Plots.RunComparison("test accuracy", runs, group: r => r.Name.Split(' ')[0]));
         Assert.Contains("a (mean of 2 runs", grouped);
         Assert.Contains("0.625", grouped);                // the mean at epoch 2
         Assert.Contains("\"dot\"", grouped);
         Assert.Contains("\"b\"", grouped);
-        Assert.Throws<KeyNotFoundException>(() => RunComparison.Chart("x", runs, "nope"));
+        Assert.Throws<KeyNotFoundException>(() => Plots.RunComparison("x", runs, "nope"));
     }
 }

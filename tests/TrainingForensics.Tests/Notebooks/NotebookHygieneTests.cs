@@ -79,11 +79,13 @@ public class NotebookHygieneTests
     public void Library_reference_points_at_the_built_library(string name)
     {
         string refs = NotebookFiles.Source(NotebookFiles.CodeCells(NotebookFiles.Load(name)).First());
-        var path = Assert.Single(NotebookFiles.PathReference.Matches(refs)).Groups[1].Value;
-        string full = Path.GetFullPath(Path.Combine(NotebookFiles.Folder, path));
-        // one path whatever configuration was built (the library's CopyForNotebooks target puts it there)
-        Assert.Equal(Path.Combine(TestPaths.RepositoryRoot, "lib", "TrainingForensics", "bin", TrainingForensics.Setup.NotebookKernel.BuildFolder, "TrainingForensics.dll"), full);
-        Assert.True(File.Exists(full), $"{full} missing: `dotnet build` produces it");
+        var paths = NotebookFiles.PathReference.Matches(refs).Select(m => Path.GetFullPath(Path.Combine(NotebookFiles.Folder, m.Groups[1].Value))).ToList();
+        // one path per project whatever configuration was built (CopyForNotebooks puts each there): the library
+        // first, then (04) the clinic, which is built on it
+        string Built(string project) => Path.Combine(TestPaths.RepositoryRoot, "lib", project, "bin", TrainingForensics.Setup.NotebookKernel.BuildFolder, project + ".dll");
+        var expected = name.StartsWith("04") ? new[] { Built("TrainingForensics"), Built("TrainingForensics.Clinic") } : new[] { Built("TrainingForensics") };
+        Assert.Equal(expected, paths);
+        foreach (var full in paths) Assert.True(File.Exists(full), $"{full} missing: `dotnet build` produces it");
     }
 
     [Theory]

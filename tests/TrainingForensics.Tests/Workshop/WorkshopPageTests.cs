@@ -17,7 +17,7 @@ namespace TrainingForensics.Tests.Workshop;
 public class WorkshopPageTests(ITestOutputHelper log)
 {
     const string ChartCell =
-        "display(TrainingForensics.Charts.Charts.Lines(\"loss\", \"step\", \"loss\",\n" +
+        "display(TrainingForensics.Charts.Plots.Lines(\"loss\", \"step\", \"loss\",\n" +
         "    new[] { TrainingForensics.Charts.Series.Of(\"run\", new double[] { 3, 2, 1.5, 1.2 }) }));";
 
     bool Missing(bool chromium)

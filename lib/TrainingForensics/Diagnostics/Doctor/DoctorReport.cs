@@ -114,7 +114,7 @@ public sealed class DoctorReport
             ["yaxis2"] = new Dictionary<string, object> { ["domain"] = new[] { 0.0, 0.38 }, ["type"] = "category", ["title"] = new Dictionary<string, object> { ["text"] = fired.Count == 0 ? "no findings" : "" } },
             ["legend"] = new Dictionary<string, object> { ["orientation"] = "h", ["y"] = 1.12 },
         };
-        return TrainingForensics.Charts.Figure.Build(traces, layout);
+        return TrainingForensics.Charts.PlotlyFigure.Build(traces, layout);
     }
 
     static object Clean(double v) => double.IsFinite(v) && v > 0 ? v : null!;

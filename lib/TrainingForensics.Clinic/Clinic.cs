@@ -6,7 +6,9 @@ using TrainingForensics.Setup;
 using TrainingForensics.Training;
 using static TorchSharp.torch;
 
-namespace TrainingForensics.Diagnostics;
+using TrainingForensics.Diagnostics;
+
+namespace TrainingForensics.Clinic;
 
 /// <summary>What a clinic case is: a bug the doctor was built for, a healthy baseline, or a bug it was not built around.</summary>
 public enum ClinicGroup { DesignedBug, Healthy, HeldOutBug }
@@ -128,7 +130,7 @@ public sealed class ClinicReport
             ["xaxis"] = new Dictionary<string, object> { ["title"] = new Dictionary<string, object> { ["text"] = "training step" }, ["range"] = new[] { 0.0, 1.35 * Results.Max(r => r.Case.Steps) } },
             ["showlegend"] = false,
         };
-        return Charts.Figure.Build(traces, layout);
+        return TrainingForensics.Charts.PlotlyFigure.Build(traces, layout);
     }
 
     /// <summary>Grouped bars: instrumented / uninstrumented step time per workload, default cadence and every step, with the targets.</summary>
@@ -148,7 +150,7 @@ public sealed class ClinicReport
             ["title"] = new Dictionary<string, object> { ["text"] = title }, ["barmode"] = "group", ["height"] = 420, ["width"] = 800,
             ["yaxis"] = new Dictionary<string, object> { ["title"] = new Dictionary<string, object> { ["text"] = "× uninstrumented step time" } },
         };
-        return Charts.Figure.Build(traces, layout);
+        return TrainingForensics.Charts.PlotlyFigure.Build(traces, layout);
     }
 
     public DataFrame OverheadFrame() => new(
@@ -195,7 +197,7 @@ public sealed class ClinicReport
 }
 
 /// <summary>Runs the <see cref="TrainingDoctor"/> over a suite of training configurations and scores it.</summary>
-public static class Clinic
+public static class ClinicRunner
 {
     /// <summary>Trains one case (instrumented when <paramref name="options"/> is given). Returns the doctor's report (null when uninstrumented), losses and time.</summary>
     public static (DoctorReport? Report, List<double> Losses, double Seconds) Train(ClinicCase c, int seed, DoctorOptions? options, int? steps = null)

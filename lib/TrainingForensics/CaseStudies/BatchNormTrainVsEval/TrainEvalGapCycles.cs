@@ -1,4 +1,6 @@
-namespace TrainingForensics.Training;
+using TrainingForensics.Probes;
+
+namespace TrainingForensics.CaseStudies.BatchNormTrainVsEval;
 
 /// <summary>
 /// A sudden rise of the total conv-weight norm: from <see cref="Low"/> (at <see cref="LowStep"/>) to

@@ -13,7 +13,7 @@ namespace TrainingForensics.Models;
 /// ~lr·L·offset; the weights are shared along the record (a QRS complex looks the same wherever it is); and
 /// the pooling makes the output independent of the record length. Accepts N×L or N×1×L.
 /// </summary>
-public sealed class StridedConvNet1d : Module<Tensor, Tensor>
+public sealed class StridedConvNet : Module<Tensor, Tensor>
 {
     readonly Conv1d conv1, conv2, conv3;
     readonly Linear fc;
@@ -22,8 +22,8 @@ public sealed class StridedConvNet1d : Module<Tensor, Tensor>
     /// <param name="classes">Output width (2 for two-class logits, 1 for a single BCE logit).</param>
     /// <param name="channels">Channels of conv1, conv2, conv3.</param>
     /// <param name="output">"none" (logits), "sigmoid" or "softmax" (the case-study-1 bug).</param>
-    public StridedConvNet1d(int classes = 2, int[]? channels = null, int kernel = 8, int stride = 8, string? output = null,
-        string name = "StridedConvNet1d") : base(name)
+    public StridedConvNet(int classes = 2, int[]? channels = null, int kernel = 8, int stride = 8, string? output = null,
+        string name = "StridedConvNet") : base(name)
     {
         channels ??= new[] { 8, 16, 32 };
         if (classes < 1) throw new ArgumentOutOfRangeException(nameof(classes), classes, "need at least one output");

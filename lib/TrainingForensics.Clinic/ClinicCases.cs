@@ -1,5 +1,7 @@
 using TorchSharp;
 using TorchSharp.Modules;
+using TrainingForensics.CaseStudies.BatchNormTrainVsEval;
+using TrainingForensics.CaseStudies.LossPlateau;
 using TrainingForensics.Data;
 using TrainingForensics.Metrics;
 using TrainingForensics.Models;
@@ -7,7 +9,9 @@ using TrainingForensics.Training;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
-namespace TrainingForensics.Diagnostics;
+using TrainingForensics.Diagnostics;
+
+namespace TrainingForensics.Clinic;
 
 /// <summary>
 /// The clinic's suite: the buggy variants of the three case studies, healthy baselines (their fixes and other

@@ -18,7 +18,7 @@ public sealed record Panel(string Title, string XTitle, string YTitle, IReadOnly
 /// optional argument must be spelled out. Setting plotly.js attributes directly keeps the charts readable here
 /// and still yields a Plotly.NET GenericChart, which notebooks and the runner display as usual.
 /// </summary>
-internal static class Figure
+public static class PlotlyFigure
 {
     static readonly string[] Palette = { "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf" };
 

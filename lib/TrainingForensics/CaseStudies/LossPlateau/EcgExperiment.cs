@@ -3,17 +3,18 @@ using TorchSharp;
 using TrainingForensics.Data;
 using TrainingForensics.Diagnostics;
 using TrainingForensics.Metrics;
+using TrainingForensics.Models;
 using TrainingForensics.Probes;
 using TrainingForensics.Training;
 using static TorchSharp.torch;
 
-namespace TrainingForensics.Models;
+namespace TrainingForensics.CaseStudies.LossPlateau;
 
 /// <summary>One configuration of the ECG classifier of case study 1 (the frozen loss).</summary>
 public sealed record EcgRunConfig
 {
     public string Name { get; init; } = "run";
-    /// <summary>"mlp" (L→Hidden→outputs, ReLU) or "cnn" (<see cref="StridedConvNet1d"/>).</summary>
+    /// <summary>"mlp" (L→Hidden→outputs, ReLU) or "cnn" (<see cref="StridedConvNet"/>).</summary>
     public string Model { get; init; } = "mlp";
     /// <summary>Final activation inside the model: "none" (logits), "sigmoid" or "softmax" (the bug).</summary>
     public string Activation { get; init; } = "sigmoid";
@@ -84,7 +85,7 @@ public static class EcgExperiment
         c.Validate();
         return c.Model == "mlp"
             ? Mlp.Create(new[] { length, c.Hidden, c.Outputs }, c.Activation)
-            : new StridedConvNet1d(c.Outputs, output: c.Activation);
+            : new StridedConvNet(c.Outputs, output: c.Activation);
     }
 
     /// <summary>The loss a configuration names, taking (model outputs, class-index targets).</summary>

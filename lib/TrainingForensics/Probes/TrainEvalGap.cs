@@ -1,9 +1,8 @@
 using TorchSharp;
 using TrainingForensics.Data;
-using TrainingForensics.Probes;
 using static TorchSharp.torch;
 
-namespace TrainingForensics.Training;
+namespace TrainingForensics.Probes;
 
 /// <summary>
 /// The same model on the same images, once in eval mode (BatchNorm uses its running statistics — what inference

@@ -6,9 +6,10 @@ using TrainingForensics.Diagnostics;
 using TrainingForensics.Models;
 using TrainingForensics.Probes;
 using TrainingForensics.Setup;
+using TrainingForensics.Training;
 using static TorchSharp.torch;
 
-namespace TrainingForensics.Training;
+namespace TrainingForensics.CaseStudies.BatchNormTrainVsEval;
 
 /// <summary>
 /// One training run of case study 3: the keypoint-heatmap task, the Conv-BN-ReLU6 net, sigmoid + MSE, and the

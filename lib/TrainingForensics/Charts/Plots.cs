@@ -6,14 +6,14 @@ using static TorchSharp.torch;
 namespace TrainingForensics.Charts;
 
 /// <summary>The recurring pictures of the notebooks, as Plotly.NET charts.</summary>
-public static class Charts
+public static class Plots
 {
     /// <summary>Lines on one set of axes.</summary>
     public static GenericChart Lines(string title, string xTitle, string yTitle, IEnumerable<Series> series, bool logY = false, bool logX = false) =>
-        Figure.Panels(title, new[] { new Panel(title, xTitle, yTitle, series.ToList(), logY, logX) });
+        PlotlyFigure.Panels(title, new[] { new Panel(title, xTitle, yTitle, series.ToList(), logY, logX) });
 
     /// <summary>Several panels side by side (e.g. loss and accuracy), a legend shared by series name.</summary>
-    public static GenericChart SideBySide(string title, params Panel[] panels) => Figure.Panels(title, panels);
+    public static GenericChart SideBySide(string title, params Panel[] panels) => PlotlyFigure.Panels(title, panels);
 
     /// <summary>
     /// Training curves of several runs: per-step loss on the left (smoothed over <paramref name="smooth"/> steps),
@@ -28,7 +28,7 @@ public static class Charts
         if (epochValue != null)
             panels.Add(new Panel(epochValue, "epoch", epochValue,
                 list.Select(r => new Series(r.Name, r.Epochs.Select(e => (double)e.Epoch).ToArray(), r.EpochValues(epochValue))).ToList()));
-        return Figure.Panels(title, panels);
+        return PlotlyFigure.Panels(title, panels);
     }
 
     /// <summary>Trailing moving average over <paramref name="window"/> values (window 1 returns a copy).</summary>
@@ -83,14 +83,14 @@ public static class Charts
         var axis = new Dictionary<string, object> { ["visible"] = false, ["constrain"] = "domain" };
         var layout = new Dictionary<string, object>
         {
-            ["title"] = Figure.Text(title),
+            ["title"] = PlotlyFigure.Text(title),
             ["xaxis"] = axis,
             ["yaxis"] = new Dictionary<string, object> { ["visible"] = false, ["autorange"] = "reversed", ["scaleanchor"] = "x" },
             ["width"] = Math.Max(300, cols * cellPixels + 40), ["height"] = rows * cellPixels + (captions != null ? rows * 14 : 0) + 80,
             ["margin"] = new Dictionary<string, object> { ["t"] = 50, ["b"] = 10, ["l"] = 10, ["r"] = 10 },
             ["annotations"] = annotations,
         };
-        return Figure.Build(new[] { trace }, layout);
+        return PlotlyFigure.Build(new[] { trace }, layout);
     }
 
     /// <summary>A matrix as a heatmap (rows × columns), e.g. a per-layer statistic over steps or a confusion matrix.</summary>
@@ -112,13 +112,46 @@ public static class Charts
         }
         var layout = new Dictionary<string, object>
         {
-            ["title"] = Figure.Text(title),
-            ["xaxis"] = new Dictionary<string, object> { ["title"] = Figure.Text(xTitle) },
-            ["yaxis"] = new Dictionary<string, object> { ["title"] = Figure.Text(yTitle), ["autorange"] = "reversed" },
+            ["title"] = PlotlyFigure.Text(title),
+            ["xaxis"] = new Dictionary<string, object> { ["title"] = PlotlyFigure.Text(xTitle) },
+            ["yaxis"] = new Dictionary<string, object> { ["title"] = PlotlyFigure.Text(yTitle), ["autorange"] = "reversed" },
         };
-        return Figure.Build(new[] { trace }, layout);
+        return PlotlyFigure.Build(new[] { trace }, layout);
     }
 
     /// <summary>The chart's plotly.js figure as JSON (data + layout), for tests and for saving.</summary>
     public static string ToJson(GenericChart chart) => GenericChart.toJson(chart);
+
+    /// <summary>
+    /// <paramref name="value"/> per epoch: one line per run, or, with <paramref name="group"/>, one line per group
+    /// (the mean over its runs) with each run drawn thin and dotted behind it.
+    /// </summary>
+    public static GenericChart RunComparison(string title, IEnumerable<TrainingHistory> runs, string value = "test_accuracy",
+        Func<TrainingHistory, string>? group = null, string? yTitle = null)
+    {
+        var list = runs.ToList();
+        if (list.Count == 0) throw new ArgumentException("no runs to draw");
+        var series = new List<Series>();
+        if (group == null)
+        {
+            foreach (var r in list) series.Add(new Series(r.Name, Epochs(r), r.EpochValues(value)));
+        }
+        else
+        {
+            // Lines of the same name share colour and legend entry: each run is drawn dotted in its group's colour.
+            foreach (var g in list.GroupBy(group))
+            {
+                var members = g.ToList();
+                int n = members.Min(r => r.Epochs.Count);
+                var mean = Enumerable.Range(0, n).Select(i => members.Average(r => r.EpochValues(value)[i])).ToArray();
+                string label = members.Count > 1 ? $"{g.Key} (mean of {members.Count} runs, dotted: each run)" : g.Key;
+                series.Add(new Series(label, Enumerable.Range(1, n).Select(i => (double)i).ToArray(), mean));
+                if (members.Count > 1)
+                    foreach (var r in members) series.Add(new Series(label, Epochs(r), r.EpochValues(value), Dash: "dot"));
+            }
+        }
+        return Lines(title, "epoch", yTitle ?? value, series);
+    }
+
+    static double[] Epochs(TrainingHistory r) => r.Epochs.Select(e => (double)e.Epoch).ToArray();
 }
