@@ -6,6 +6,7 @@ using TorchSharp;
 using TrainingForensics.Benchmarks;
 using TrainingForensics.Clinic;
 using TrainingForensics.Diagnostics;
+using TrainingForensics.Diagnostics.Doctor;
 using TrainingForensics.Models;
 using TrainingForensics.Probes;
 using TrainingForensics.Runner;

@@ -7,6 +7,7 @@ using TrainingForensics.Training;
 using static TorchSharp.torch;
 
 using TrainingForensics.Diagnostics;
+using TrainingForensics.Diagnostics.Doctor;
 
 namespace TrainingForensics.Clinic;
 

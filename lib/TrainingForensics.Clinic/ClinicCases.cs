@@ -10,6 +10,7 @@ using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
 using TrainingForensics.Diagnostics;
+using TrainingForensics.Diagnostics.Doctor;
 
 namespace TrainingForensics.Clinic;
 

@@ -2,6 +2,7 @@
 // Usage: dotnet run --project lib/TrainingForensics.Clinic -- [--quick] [--seed N] [--every N] [--no-overhead] [--verbose] [--json FILE]
 using TrainingForensics.Clinic;
 using TrainingForensics.Diagnostics;
+using TrainingForensics.Diagnostics.Doctor;
 using TrainingForensics.Setup;
 
 bool quick = false, overhead = true, verbose = false;

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using TrainingForensics.Clinic;
 using TrainingForensics.Diagnostics;
+using TrainingForensics.Diagnostics.Doctor;
 using TrainingForensics.Setup;
 
 namespace TrainingForensics.Tests.Library;

@@ -2,6 +2,7 @@ using System.Text.Json;
 using TorchSharp;
 using TorchSharp.Modules;
 using TrainingForensics.Diagnostics;
+using TrainingForensics.Diagnostics.Doctor;
 using TrainingForensics.Models;
 using TrainingForensics.Probes;
 using TrainingForensics.Setup;

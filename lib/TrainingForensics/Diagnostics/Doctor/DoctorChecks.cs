@@ -2,7 +2,7 @@ using TorchSharp;
 using TrainingForensics.Metrics;
 using static TorchSharp.torch;
 
-namespace TrainingForensics.Diagnostics;
+namespace TrainingForensics.Diagnostics.Doctor;
 
 /// <summary>
 /// Fires the first time the loss, a gradient or a weight is NaN or ±∞. No patience: one non-finite number

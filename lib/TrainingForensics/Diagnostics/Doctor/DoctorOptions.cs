@@ -1,7 +1,7 @@
 using TrainingForensics.Training;
 using static TorchSharp.torch;
 
-namespace TrainingForensics.Diagnostics;
+namespace TrainingForensics.Diagnostics.Doctor;
 
 /// <summary>
 /// Cadence and thresholds of the <see cref="TrainingDoctor"/>. Thresholds are global (the same for every model);

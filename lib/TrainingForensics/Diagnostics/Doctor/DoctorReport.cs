@@ -5,7 +5,7 @@ using Microsoft.Data.Analysis;
 using Plotly.NET;
 using TrainingForensics.Charts;
 
-namespace TrainingForensics.Diagnostics;
+namespace TrainingForensics.Diagnostics.Doctor;
 
 /// <summary>
 /// What the <see cref="TrainingDoctor"/> found: a table of findings (check, first step, evidence, explanation,

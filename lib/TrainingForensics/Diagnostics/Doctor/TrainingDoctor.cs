@@ -5,7 +5,7 @@ using TrainingForensics.Probes;
 using TrainingForensics.Training;
 using static TorchSharp.torch;
 
-namespace TrainingForensics.Diagnostics;
+namespace TrainingForensics.Diagnostics.Doctor;
 
 /// <summary>
 /// Watches any TorchSharp training for the bug classes of the case studies and a few generic ones, without
