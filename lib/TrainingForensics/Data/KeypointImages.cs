@@ -152,9 +152,6 @@ public sealed class KeypointGenerator
     /// <summary>Maps a keypoint in image pixels to heatmap pixel coordinates (pixel centres at whole numbers).</summary>
     public static double ToHeatmap(double imageCoordinate, int stride) => (imageCoordinate - (stride - 1) / 2.0) / stride;
 
-    /// <summary>Maps a heatmap pixel back to image pixel coordinates.</summary>
-    public static double ToImage(double heatmapCoordinate, int stride) => heatmapCoordinate * stride + (stride - 1) / 2.0;
-
     void Render(long index, Span<float> image, Span<float> heatmaps, Span<float> keypoints)
     {
         var rng = new Random(Mix(Seed, index));

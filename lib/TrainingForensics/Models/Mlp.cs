@@ -30,7 +30,4 @@ public static class Mlp
         }
         return Sequential(layers);
     }
-
-    /// <summary>Number of trainable parameters.</summary>
-    public static long ParameterCount(Module module) => module.parameters().Sum(p => p.numel());
 }

@@ -18,9 +18,6 @@ public sealed record TrainEvalGapResult(long Step, double EvalLoss, double Train
 /// <summary>Measures the train-vs-eval gap of a heatmap model on a fixed keypoint set without changing its running statistics.</summary>
 public static class TrainEvalGap
 {
-    /// <summary>Loss applied to sigmoid outputs in the case study: mean squared error against the heatmaps.</summary>
-    public static double HeatmapLoss(Tensor probabilities, Tensor heatmaps) => nn.functional.mse_loss(probabilities, heatmaps).item<float>();
-
     /// <summary>
     /// Runs <paramref name="set"/> through the model in chunks of <paramref name="chunk"/> images in both modes
     /// (no gradients; BatchNorm buffers preserved bit for bit; the model's mode restored). Losses are the mean

@@ -20,7 +20,7 @@ public class BatchNormTests
     {
         TorchEnvironment.Setup(1);
         var net = ConvBnNet.Create();
-        long n = Mlp.ParameterCount(net);
+        long n = net.ParameterCount();
         Assert.InRange(n, 40_000, 50_000);
         var bns = ConvBnNet.BatchNorms(net);
         Assert.Equal(7, bns.Count);

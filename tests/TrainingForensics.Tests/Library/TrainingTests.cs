@@ -114,7 +114,7 @@ public class TrainingTests
     public void Mlp_layers_are_named_and_counted()
     {
         var m = Mlp.Create(new[] { 784, 256, 128, 10 });
-        Assert.Equal(784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10, Mlp.ParameterCount(m));
+        Assert.Equal(784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10, m.ParameterCount());
         Assert.Contains("fc3.weight", m.named_parameters().Select(p => p.name));
         Assert.Throws<ArgumentException>(() => Mlp.Create(new[] { 4 }));
         Assert.Throws<ArgumentException>(() => Mlp.Create(new[] { 4, 2 }, "tanh"));
