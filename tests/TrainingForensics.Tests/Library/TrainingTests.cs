@@ -111,6 +111,15 @@ public class TrainingTests
     }
 
     [Fact]
+    public void Any_module_counts_its_parameters_frozen_ones_included()
+    {
+        using var conv = torch.nn.Conv2d(1, 16, 3);
+        Assert.Equal(16 * 9 + 16, ModuleSize.ParameterCount(conv));
+        conv.bias!.requires_grad = false;
+        Assert.Equal(16 * 9 + 16, conv.ParameterCount());
+    }
+
+    [Fact]
     public void Mlp_layers_are_named_and_counted()
     {
         var m = Mlp.Create(new[] { 784, 256, 128, 10 });
