@@ -47,7 +47,7 @@ public sealed record TorchEnvironment(
         var (n, threadReason) = PickThreads(threads);
         torch.set_num_threads(n);
         Reseed(seed);
-        return new TorchEnvironment(seed, dev, reason, n, threadReason,
+        return Current = new TorchEnvironment(seed, dev, reason, n, threadReason,
             typeof(torch).Assembly.GetName().Version?.ToString(3) ?? "?",
             torch.__version__,
             RuntimeInformation.FrameworkDescription,
@@ -55,6 +55,16 @@ public sealed record TorchEnvironment(
             System.Environment.ProcessorCount,
             $"{OneDnnGuard.Setting}; convolution self-check error {convError:G2}; NNPACK {NnpackSwitch.Setting}");
     }
+
+    /// <summary>
+    /// The environment of the last <see cref="Setup"/> in this process, or null before the first. The case studies
+    /// and the clinic create their models and data on <c>Current.Device</c> unless told otherwise, so the device
+    /// picked once in a notebook's setup cell is the one everything runs on.
+    /// </summary>
+    public static TorchEnvironment? Current { get; private set; }
+
+    /// <summary>The device of the last <see cref="Setup"/>; the CPU before the first.</summary>
+    public static torch.Device CurrentDevice => Current?.Device ?? torch.CPU;
 
     /// <summary>Re-seeds every random source a run uses (torch CPU and CUDA generators, .NET's shared Random).</summary>
     public static void Reseed(int seed)
