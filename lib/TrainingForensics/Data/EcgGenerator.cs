@@ -34,7 +34,7 @@ public sealed record EcgOptions
     public int Seed { get; init; } = 0;
 }
 
-/// <summary>ECG records (N×L float32, mV) with their labels (N int64: 0 normal, 1 AF), kept on the CPU.</summary>
+/// <summary>ECG records (N×L float32, mV) with their labels (N int64: 0 normal, 1 AF), on one device (<see cref="To"/>).</summary>
 public sealed class EcgSet : IDisposable
 {
     public static readonly IReadOnlyList<string> ClassNames = new[] { "normal", "AF" };
@@ -44,8 +44,16 @@ public sealed class EcgSet : IDisposable
         if (signals.dim() != 2) throw new ArgumentException($"signals must be N×L, got [{string.Join(",", signals.shape)}]");
         if (labels.dim() != 1 || labels.shape[0] != signals.shape[0])
             throw new ArgumentException($"labels must be one per record, got [{string.Join(",", labels.shape)}] for {signals.shape[0]} records");
+        if (!DevicePlacement.Same(signals.device, labels.device))
+            throw new ArgumentException($"signals on {signals.device}, labels on {labels.device}: one set lives on one device");
         Signals = signals; Labels = labels; Options = options;
     }
+
+    /// <summary>Where the records live, and so where every batch is cut.</summary>
+    public Device Device => Signals.device;
+
+    /// <summary>The set on <paramref name="device"/>, copied there once (a new set owning its copies); this set if already there.</summary>
+    public EcgSet To(Device device) => DevicePlacement.Same(Signals.device, device) ? this : new EcgSet(Signals.to(device), Labels.to(device), Options);
 
     public Tensor Signals { get; }
     public Tensor Labels { get; }
@@ -78,7 +86,7 @@ public sealed class EcgSet : IDisposable
     public IEnumerable<(Tensor X, Tensor Y)> Batches(int batchSize, bool shuffle = true, Generator? generator = null,
         bool standardize = false, bool dropLast = false)
     {
-        foreach (var idx in BatchOrder.Indices(Count, batchSize, shuffle, generator, dropLast))
+        foreach (var idx in BatchOrder.Indices(Count, batchSize, shuffle, generator, dropLast, Device))
         {
             var x = Signals.index_select(0, idx);
             if (standardize) x = Standardize(x);
@@ -106,7 +114,7 @@ public sealed class EcgSet : IDisposable
 /// </summary>
 public static class EcgGenerator
 {
-    public static EcgSet Generate(EcgOptions options)
+    public static EcgSet Generate(EcgOptions options, Device? device = null)
     {
         Validate(options);
         int n = options.Records, length = options.Length;
@@ -120,11 +128,11 @@ public static class EcgGenerator
         var sw = System.Diagnostics.Stopwatch.StartNew();
         // Records are rendered one at a time into a reusable buffer and copied into the tensor's memory,
         // so a 512 × 60,000 set needs no second 100 MB array.
-        var x = empty(n, length, ScalarType.Float32);
+        var x = empty(n, length, ScalarType.Float32);  // host: records are generated on the host and copied to the device once
         try
         {
             var buffer = new float[length];
-            using var memory = x.data<float>();
+            using var memory = x.data<float>();  // host: the records are generated on the host
             for (int r = 0; r < n; r++)
             {
                 Array.Clear(buffer);
@@ -141,7 +149,7 @@ public static class EcgGenerator
             {
                 using var scope = NewDisposeScope();
                 var gen = new Generator((ulong)options.Seed + 0x9E3779B9UL);
-                x.add_(randn(new long[] { n, length }, generator: gen), alpha: options.NoiseMv);
+                x.add_(randn(new long[] { n, length }, generator: gen), alpha: options.NoiseMv);  // host: seeded on the host generator, as the records
             }
         }
         catch
@@ -149,8 +157,10 @@ public static class EcgGenerator
             x.Dispose();
             throw;
         }
-        var y = tensor(labels);
-        return new EcgSet(x, y, options);
+        var y = tensor(labels);  // host: with the records
+        var set = new EcgSet(x, y, options);
+        if (device == null || device.type == DeviceType.CPU) return set;
+        using (set) return set.To(device); // generated on the host (seeded there), copied once
     }
 
     static void Validate(EcgOptions o)

@@ -45,8 +45,17 @@ public sealed class KeypointSet : IDisposable
     {
         if (images.dim() != 4 || heatmaps.dim() != 4 || keypoints.dim() != 3 || images.shape[0] != heatmaps.shape[0] || images.shape[0] != keypoints.shape[0])
             throw new ArgumentException($"inconsistent keypoint set: images [{string.Join(",", images.shape)}], heatmaps [{string.Join(",", heatmaps.shape)}], keypoints [{string.Join(",", keypoints.shape)}]");
+        if (!DevicePlacement.Same(heatmaps.device, images.device) || !DevicePlacement.Same(keypoints.device, images.device))
+            throw new ArgumentException($"images on {images.device}, heatmaps on {heatmaps.device}, keypoints on {keypoints.device}: one set lives on one device");
         Images = images; Heatmaps = heatmaps; Keypoints = keypoints; Options = options;
     }
+
+    /// <summary>Where the samples live, and so where every batch is cut.</summary>
+    public Device Device => Images.device;
+
+    /// <summary>The set on <paramref name="device"/>, copied there once (a new set owning its copies); this set if already there.</summary>
+    public KeypointSet To(Device device) =>
+        DevicePlacement.Same(Images.device, device) ? this : new KeypointSet(Images.to(device), Heatmaps.to(device), Keypoints.to(device), Options);
 
     /// <summary>N×1×S×S, float32.</summary>
     public Tensor Images { get; }
@@ -75,7 +84,9 @@ public sealed class KeypointSet : IDisposable
     {
         if (batchSize < 1) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "batch size must be at least 1");
         if (dropLast && batchSize > Count) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, $"batch size exceeds the {Count} samples of the set");
-        Tensor order = generator is null ? arange(Count, dtype: int64) : randperm(Count, generator: generator, dtype: int64);
+        // drawn on the CPU (the generator's device: the same order for a seed wherever the data lives), used where the data is
+        Tensor order = generator is null ? arange(Count, dtype: int64) : randperm(Count, generator: generator, dtype: int64);  // host: drawn with the CPU generator, moved to the data below
+        if (Device.type != DeviceType.CPU) { var there = order.to(Device); order.Dispose(); order = there; }
         order.DetachFromDisposeScope(); // lives across the caller's per-step scopes; disposed below
         try
         {
@@ -113,8 +124,11 @@ public sealed class KeypointGenerator
     public int Seed { get; }
     public KeypointOptions Options { get; }
 
-    /// <summary>Samples firstIndex … firstIndex+count−1 as a set (images, heatmaps, keypoints).</summary>
-    public KeypointSet Generate(int count, long firstIndex = 0)
+    /// <summary>
+    /// Samples firstIndex … firstIndex+count−1 as a set (images, heatmaps, keypoints), on <paramref name="device"/>
+    /// (null: the CPU; samples are drawn on the host, then copied once).
+    /// </summary>
+    public KeypointSet Generate(int count, long firstIndex = 0, Device? device = null)
     {
         if (count < 1) throw new ArgumentOutOfRangeException(nameof(count), count, "need at least one sample");
         if (firstIndex < 0) throw new ArgumentOutOfRangeException(nameof(firstIndex), firstIndex, "sample indices start at 0");
@@ -124,29 +138,31 @@ public sealed class KeypointGenerator
         var kp = new float[(long)count * 4];
         for (int n = 0; n < count; n++)
             Render(firstIndex + n, img.AsSpan(n * s * s, s * s), hm.AsSpan(n * 2 * h * h, 2 * h * h), kp.AsSpan(n * 4, 4));
-        return new KeypointSet(Owned(img, new long[] { count, 1, s, s }), Owned(hm, new long[] { count, 2, h, h }), Owned(kp, new long[] { count, 2, 2 }), Options);
+        var set = new KeypointSet(Owned(img, new long[] { count, 1, s, s }), Owned(hm, new long[] { count, 2, h, h }), Owned(kp, new long[] { count, 2, 2 }), Options);
+        if (device == null || device.type == DeviceType.CPU) return set;
+        using (set) return set.To(device);
     }
 
     // copy into memory that libtorch allocates: a tensor built around a managed array can outlive the array's pin
     static Tensor Owned(float[] data, long[] shape)
     {
-        var t = empty(shape, dtype: ScalarType.Float32);
-        t.data<float>().CopyFrom(data);
+        var t = empty(shape, dtype: ScalarType.Float32);  // host: samples are rendered on the host; Generate copies them to the device once
+        t.data<float>().CopyFrom(data);  // host: t was just made on the host
         return t;
     }
 
     /// <summary>A training batch of fresh samples: batch number <paramref name="batchIndex"/> of size <paramref name="batchSize"/>.</summary>
-    public (Tensor X, Tensor Y) Batch(long batchIndex, int batchSize)
+    public (Tensor X, Tensor Y) Batch(long batchIndex, int batchSize, Device? device = null)
     {
-        var set = Generate(batchSize, batchIndex * batchSize);
+        var set = Generate(batchSize, batchIndex * batchSize, device);
         set.Keypoints.Dispose();
         return (set.Images, set.Heatmaps);
     }
 
     /// <summary>An endless stream of fresh batches (batch k = samples k·size …), for "infinite data" training.</summary>
-    public IEnumerable<(Tensor X, Tensor Y)> Stream(int batchSize, long firstBatch = 0)
+    public IEnumerable<(Tensor X, Tensor Y)> Stream(int batchSize, long firstBatch = 0, Device? device = null)
     {
-        for (long b = firstBatch; ; b++) yield return Batch(b, batchSize);
+        for (long b = firstBatch; ; b++) yield return Batch(b, batchSize, device);
     }
 
     /// <summary>Maps a keypoint in image pixels to heatmap pixel coordinates (pixel centres at whole numbers).</summary>

@@ -3,21 +3,32 @@ using static TorchSharp.torch;
 
 namespace TrainingForensics.Data;
 
-/// <summary>Images (N×1×H×W float32 in [0,1]) with their class labels (N, int64), kept on the CPU.</summary>
+/// <summary>Images (N×1×H×W float32 in [0,1]) with their class labels (N, int64), on one device (<see cref="To"/>).</summary>
 public sealed class ImageSet : IDisposable
 {
     public Tensor Images { get; }
     public Tensor Labels { get; }
     public string Name { get; }
     public long Count => Labels.shape[0];
+    /// <summary>Where the images and labels live, and so where every batch is cut.</summary>
+    public Device Device => Images.device;
 
     public ImageSet(string name, Tensor images, Tensor labels)
     {
         if (images.dim() != 4) throw new ArgumentException($"{name}: images must be N×C×H×W, got [{string.Join(",", images.shape)}]");
         if (labels.dim() != 1 || labels.shape[0] != images.shape[0])
             throw new ArgumentException($"{name}: labels must be one per image, got [{string.Join(",", labels.shape)}] for {images.shape[0]} images");
+        if (!DevicePlacement.Same(images.device, labels.device))
+            throw new ArgumentException($"{name}: images on {images.device}, labels on {labels.device}: one set lives on one device");
         Name = name; Images = images; Labels = labels;
     }
+
+    /// <summary>
+    /// The set on <paramref name="device"/>: copied there once (a new set that owns its copies), so training cuts its
+    /// batches on the device instead of copying every batch. This set itself when it is already there.
+    /// </summary>
+    public ImageSet To(Device device) =>
+        DevicePlacement.Same(Images.device, device) ? this : new ImageSet(Name, Images.to(device), Labels.to(device));
 
     /// <summary>The first <paramref name="n"/> examples (a view, no copy): quick configurations use it.</summary>
     public ImageSet Take(long n)
@@ -31,20 +42,19 @@ public sealed class ImageSet : IDisposable
     public Tensor Flat() => Images.reshape(Count, -1);
 
     /// <summary>
-    /// Mini-batches in a random order drawn from <paramref name="generator"/> (or in file order), moved to
-    /// <paramref name="device"/>. Each batch's tensors are created in the caller's dispose scope.
+    /// Mini-batches in a random order drawn from <paramref name="generator"/> (or in file order), cut on the set's
+    /// <see cref="Device"/> (move the set once with <see cref="To"/>). Each batch's tensors are created in the
+    /// caller's dispose scope.
     /// </summary>
     public IEnumerable<(Tensor X, Tensor Y)> Batches(int batchSize, bool shuffle = true, Generator? generator = null,
-        Device? device = null, bool flatten = false, bool dropLast = false)
+        bool flatten = false, bool dropLast = false)
     {
-        foreach (var idx in BatchOrder.Indices(Count, batchSize, shuffle, generator, dropLast))
+        foreach (var idx in BatchOrder.Indices(Count, batchSize, shuffle, generator, dropLast, Device))
         {
             long n = idx.shape[0];
             var x = Images.index_select(0, idx);
             if (flatten) x = x.reshape(n, -1);
-            var y = Labels.index_select(0, idx);
-            if (device != null && device.type != DeviceType.CPU) { x = x.to(device); y = y.to(device); }
-            yield return (x, y);
+            yield return (x, Labels.index_select(0, idx));
         }
     }
 
@@ -79,7 +89,9 @@ public static class Mnist
     /// <summary>Loads the data set in <paramref name="directory"/> (default: <c>data/mnist</c> of this repository).</summary>
     /// <param name="expectedTrain">Training examples the files must hold (MNIST: 60,000); null skips the check.</param>
     /// <param name="expectedTest">Test examples the files must hold (MNIST: 10,000); null skips the check.</param>
-    public static MnistData Load(string? directory = null, int? expectedTrain = 60_000, int? expectedTest = 10_000, int classes = 10)
+    /// <param name="device">Where the sets live (a notebook passes its environment's device); null: the CPU.</param>
+    public static MnistData Load(string? directory = null, int? expectedTrain = 60_000, int? expectedTest = 10_000, int classes = 10,
+        Device? device = null)
     {
         string dir = directory ?? DataPaths.Find("mnist");
         if (!System.IO.Directory.Exists(dir)) throw new DataFileException(dir, "data directory not found");
@@ -88,7 +100,8 @@ public static class Mnist
         try
         {
             var test = LoadSet(dir, "test", TestImages, TestLabels, expectedTest, classes);
-            return new MnistData(dir, train, test);
+            if (device == null || device.type == DeviceType.CPU) return new MnistData(dir, train, test);
+            using (train) using (test) return new MnistData(dir, train.To(device), test.To(device));
         }
         catch
         {
@@ -126,9 +139,9 @@ public static class Mnist
             if (labels.Data[i] >= classes)
                 throw new DataFileException(labels.Path, $"label {labels.Data[i]} at index {i} is not a class 0–{classes - 1}");
         int h = images.Shape[1], w = images.Shape[2];
-        using var bytes = tensor(images.Data, new long[] { n, 1, h, w }, ScalarType.Byte);
+        using var bytes = tensor(images.Data, new long[] { n, 1, h, w }, ScalarType.Byte);  // host: decoded on the host; Load copies the sets to the device once
         var x = bytes.to_type(ScalarType.Float32).div_(255f);
-        var y = tensor(labels.Data, ScalarType.Byte).to_type(ScalarType.Int64);
+        var y = tensor(labels.Data, ScalarType.Byte).to_type(ScalarType.Int64);  // host: with the images
         return new ImageSet(name, x, y);
     }
 }

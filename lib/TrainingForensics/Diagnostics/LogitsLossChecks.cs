@@ -48,7 +48,7 @@ public static class SquashedCrossEntropy
     public static float AllPredictedFloat32(int predicted, Tensor labels, int classes = 2)
     {
         using var scope = NewDisposeScope();
-        var onehot = nn.functional.one_hot(full(labels.shape[0], predicted, ScalarType.Int64), classes).to_type(ScalarType.Float32);
+        var onehot = nn.functional.one_hot(full(labels.shape[0], predicted, ScalarType.Int64, device: labels.device), classes).to_type(ScalarType.Float32);
         return nn.functional.cross_entropy(onehot, labels.to_type(ScalarType.Int64)).item<float>();
     }
 
@@ -235,7 +235,7 @@ public sealed class LossAtAnalyticFloor : Check
         if (targets.dim() != 1 || targets.is_floating_point())
             throw new ArgumentException($"targets must be class indices [N], got [{string.Join(",", targets.shape)}] {targets.dtype}");
         using var counts = targets.to_type(ScalarType.Int64).bincount(null, classes);
-        Observe(step, loss, counts.data<long>().ToArray());
+        Observe(step, loss, counts.cpu().data<long>().ToArray());
     }
 
     public void Observe(long step, double loss, IReadOnlyList<long> classCounts)

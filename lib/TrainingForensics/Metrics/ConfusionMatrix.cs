@@ -39,8 +39,8 @@ public sealed class ConfusionMatrix
         else throw new MetricInputException($"predictions {Metrics.Accuracy.Describe(predictions)} are neither scores [N,{classes}], a logit column [N,1] (two classes) nor integer classes [N]");
         if (predicted.shape[0] != labels.shape[0])
             throw new MetricInputException($"{predicted.shape[0]} predictions for {labels.shape[0]} labels");
-        var p = predicted.data<long>().ToArray();
-        var t = labels.to_type(ScalarType.Int64).data<long>().ToArray();
+        var p = predicted.cpu().data<long>().ToArray();
+        var t = labels.to_type(ScalarType.Int64).cpu().data<long>().ToArray();
         var counts = new long[classes, classes];
         for (int i = 0; i < p.Length; i++)
         {

@@ -35,7 +35,7 @@ public static class TorchNative
             if (_loaded) return;
             try
             {
-                using var probe = torch.ones(1);
+                using var probe = torch.ones(1);  // host: only proves that libtorch loads
                 _loaded = true;
             }
             catch (Exception e) when (e is TypeInitializationException or DllNotFoundException or EntryPointNotFoundException or BadImageFormatException or NotSupportedException)

@@ -68,6 +68,7 @@ public sealed class TrainingLoop
         using var scope = NewDisposeScope();
         var watch = Stopwatch.StartNew();
         _model.train();
+        if (_step == 0) CheckSameDevice(inputs, targets);
         _optimizer.zero_grad();
         var outputs = _model.call(inputs);
         var loss = _loss(outputs, targets);
@@ -89,6 +90,19 @@ public sealed class TrainingLoop
         History.Add(record);
         _step++;
         return record;
+    }
+
+    // libtorch's own message for a batch on another device than the model is a native stack; name the fix instead
+    void CheckSameDevice(Tensor inputs, Tensor targets)
+    {
+        var parameter = _model.parameters().FirstOrDefault();
+        if (parameter is null) return;
+        var model = parameter.device;
+        foreach (var (what, t) in new[] { ("inputs", inputs), ("targets", targets) })
+            if (t.device_type != model.type || (t.device_type != DeviceType.CPU && t.device_index != model.index))
+                throw new InvalidOperationException(
+                    $"{History.Name}: the model is on {model} but the batch's {what} are on {t.device}: create the model and the data on " +
+                    "the environment's device (model.to(env.Device); Mnist.Load(device: env.Device) or set.To(env.Device), once, before training)");
     }
 
     /// <summary>
