@@ -14,8 +14,13 @@ public static class ConfusionMatrixChart
 /// <summary>Histograms of value sets (e.g. a model's outputs at several steps), overlaid.</summary>
 public static class HistogramChart
 {
+    /// <param name="title">The chart's title.</param>
     /// <param name="sets">Name → values; each becomes one semi-transparent histogram.</param>
+    /// <param name="xTitle">Title of the value axis.</param>
     /// <param name="bins">Number of equal-width bins over [<paramref name="min"/>, <paramref name="max"/>] (the range of all values when not given).</param>
+    /// <param name="min">Lower end of the binned range; null: the smallest value.</param>
+    /// <param name="max">Upper end of the binned range; null: the largest value.</param>
+    /// <param name="logY">Counts on a log axis (a few values in a bin stay visible beside thousands).</param>
     public static GenericChart Create(string title, IReadOnlyDictionary<string, float[]> sets, string xTitle = "value", int bins = 50,
         double? min = null, double? max = null, bool logY = false)
     {

@@ -87,8 +87,10 @@ public static class Mnist
     public const string TestLabels = "t10k-labels-idx1-ubyte.gz";
 
     /// <summary>Loads the data set in <paramref name="directory"/> (default: <c>data/mnist</c> of this repository).</summary>
+    /// <param name="directory">The folder of the four IDX .gz files (and MD5SUMS); null: <c>DataPaths.Find("mnist")</c>.</param>
     /// <param name="expectedTrain">Training examples the files must hold (MNIST: 60,000); null skips the check.</param>
     /// <param name="expectedTest">Test examples the files must hold (MNIST: 10,000); null skips the check.</param>
+    /// <param name="classes">Labels must be below this (MNIST: 10 classes).</param>
     /// <param name="device">Where the sets live (a notebook passes its environment's device); null: the CPU.</param>
     public static MnistData Load(string? directory = null, int? expectedTrain = 60_000, int? expectedTest = 10_000, int classes = 10,
         Device? device = null)

@@ -21,7 +21,10 @@ public sealed class StridedConvNet : Module<Tensor, Tensor>
 
     /// <param name="classes">Output width (2 for two-class logits, 1 for a single BCE logit).</param>
     /// <param name="channels">Channels of conv1, conv2, conv3.</param>
+    /// <param name="kernel">Kernel width of every convolution, in samples.</param>
+    /// <param name="stride">Stride of every convolution (equal to the kernel: windows do not overlap).</param>
     /// <param name="output">"none" (logits), "sigmoid" or "softmax" (the case-study-1 bug).</param>
+    /// <param name="name">The module's name.</param>
     public StridedConvNet(int classes = 2, int[]? channels = null, int kernel = 8, int stride = 8, string? output = null,
         string name = "StridedConvNet") : base(name)
     {

@@ -14,6 +14,7 @@ public sealed class TensorBoardLog
     readonly SummaryWriter _writer;
 
     /// <param name="directory">Folder of the event file (created if missing).</param>
+    /// <param name="histogramEvery">Steps between output histograms; 0: none.</param>
     public TensorBoardLog(string directory, int histogramEvery = 0)
     {
         if (string.IsNullOrWhiteSpace(directory)) throw new ArgumentException("a TensorBoard log needs a directory", nameof(directory));
