@@ -463,6 +463,7 @@ public class FaultInjectionTests
         {
             WhenExists(marker, () => { }, TimeSpan.FromSeconds(90));
             Thread.Sleep(300); // past the marker line, into the loop or the sleep
+            Assert.False(Ignores(p.Id, signal), $"test setup: tf-run was started ignoring signal {signal} (no perl to reset it?)");
             Assert.Equal(0, kill(p.Id, signal));
             var watch = Stopwatch.StartNew();
             Assert.True(p.WaitForExit(60_000), "tf-run did not exit within 60 s of the signal");
@@ -472,6 +473,15 @@ public class FaultInjectionTests
         {
             if (!p.HasExited) p.Kill();
         }
+    }
+
+    /// <summary>Whether the process ignores the signal (SigIgn in /proc/PID/status; false where there is no /proc).</summary>
+    static bool Ignores(int pid, int signal)
+    {
+        string status = $"/proc/{pid}/status";
+        if (!File.Exists(status)) return false;
+        string? line = File.ReadLines(status).FirstOrDefault(l => l.StartsWith("SigIgn:", StringComparison.Ordinal));
+        return line != null && (Convert.ToUInt64(line["SigIgn:".Length..].Trim(), 16) & (1UL << (signal - 1))) != 0;
     }
 
     [Fact]
