@@ -8,23 +8,33 @@ public sealed class UsageException(string message) : Exception(message);
 
 public sealed record CliOptions(
     IReadOnlyList<string> Inputs, string OutDir, IReadOnlyList<KeyValuePair<string, string>> Parameters, bool Help, bool Quick = false,
-    string? Device = null, bool Prepare = false);
+    string? Device = null, bool Prepare = false)
+{
+    /// <summary>The longest a cell may run; null: no limit (--cell-timeout 0).</summary>
+    public TimeSpan? CellTimeout { get; init; } = RunnerCli.DefaultCellTimeout;
+}
 
 /// <summary>
 /// tf-run's command line: <c>tf-run [notebook.ipynb | folder]… [--out DIR] [--param name=value]… [--help]</c>.
-/// Exit codes: 0 every notebook ran, 1 a notebook failed (its outputs show the error), 2 bad arguments or input.
+/// Exit codes: 0 every notebook ran, 1 a notebook failed or timed out (its outputs show the error), 2 bad arguments,
+/// input or output folder (nothing ran), 130 / 143 interrupted by SIGINT / SIGTERM (what ran is written).
 /// </summary>
 public static class RunnerCli
 {
     public const int Ok = 0, NotebookFailed = 1, UsageError = 2;
 
+    /// <summary>A cell's time limit unless --cell-timeout says otherwise: far beyond any quick run, short of forever.</summary>
+    public static readonly TimeSpan DefaultCellTimeout = TimeSpan.FromMinutes(30);
+
     public const string Usage = """
         Usage: tf-run [notebook.ipynb | folder]... [--out DIR] [--param name=value]... [--quick] [--device cpu|cuda|auto]
-                      [--prepare]
+                      [--cell-timeout T] [--prepare]
 
         Runs C# Polyglot notebooks headlessly (one Roslyn scripting state per notebook, cells in order) and writes,
         for each notebook NAME: DIR/NAME.ipynb (executed copy with outputs), DIR/NAME.html (offline page),
-        DIR/NAME.figures.json (recorded figures), and DIR/index.html for the run.
+        DIR/NAME.figures.json (recorded figures), DIR/runs.json (each notebook's last run) and DIR/index.html.
+        A run that fails, times out or is interrupted while DIR holds a good run of NAME leaves that run in place and
+        writes NAME.failed.ipynb, NAME.failed.html and NAME.figures.failed.json beside it.
 
           notebook.ipynb | folder   notebooks to run; a folder means its *.ipynb files, sorted by name
                                     (default: notebooks/ in the current directory)
@@ -36,12 +46,16 @@ public static class RunnerCli
                                     trainingforensics.quick_parameters, what the tests run); --param wins
           --device cpu|cuda|auto    the device TorchEnvironment.Setup picks (sets TF_DEVICE for the run);
                                     default: TF_DEVICE if set, else cpu. cuda needs a CUDA libtorch build
+          --cell-timeout T          the longest one cell may run: seconds, or with a unit (90s, 10m, 2h);
+                                    0 for no limit (default: 30m). A cell past it fails its notebook
           --prepare                 write each notebook with its parameters applied to DIR/NAME.ipynb and run
                                     nothing: a copy any client runs unchanged (the .NET Interactive kernel through
                                     VS Code, Jupyter or dotnet-repl); relative #r paths are rewritten for DIR
           -h, --help                show this help
 
-        Exit codes: 0 all notebooks ran, 1 a notebook failed, 2 bad arguments or unreadable notebook.
+        Exit codes: 0 all notebooks ran, 1 a notebook failed or timed out, 2 bad arguments, unreadable notebook or
+        unwritable output folder (nothing ran), 130 / 143 stopped by SIGINT / SIGTERM (the notebook is written as far
+        as it ran, marked interrupted).
         """;
 
     public static CliOptions Parse(IReadOnlyList<string> args)
@@ -50,6 +64,7 @@ public static class RunnerCli
         var parameters = new List<KeyValuePair<string, string>>();
         string? outDir = null;
         string? device = null;
+        TimeSpan? cellTimeout = DefaultCellTimeout;
         bool help = false, onlyInputs = false, quick = false, prepare = false;
         for (int i = 0; i < args.Count; i++)
         {
@@ -79,6 +94,11 @@ public static class RunnerCli
                     throw new UsageException($"--device '{device}': use cpu, cuda or auto");
                 continue;
             }
+            if (a == "--cell-timeout" || a.StartsWith("--cell-timeout=", StringComparison.Ordinal))
+            {
+                cellTimeout = ParseTimeout(Value("--cell-timeout")!);
+                continue;
+            }
             if (a == "--param" || a.StartsWith("--param=", StringComparison.Ordinal))
             {
                 string p = Value("--param")!;
@@ -92,7 +112,25 @@ public static class RunnerCli
             }
             throw new UsageException($"unknown option '{a}' (see --help)");
         }
-        return new CliOptions(inputs, outDir ?? "artifacts", parameters, help, quick, device, prepare);
+        return new CliOptions(inputs, outDir ?? "artifacts", parameters, help, quick, device, prepare) { CellTimeout = cellTimeout };
+    }
+
+    static readonly System.Text.RegularExpressions.Regex TimeoutPattern =
+        new(@"^(?<n>\d+(\.\d+)?)\s*(?<unit>ms|s|m|min|h)?$", System.Text.RegularExpressions.RegexOptions.CultureInvariant);
+
+    /// <summary>A --cell-timeout value: seconds, or a number with ms, s, m (min) or h; 0 means no limit (null).</summary>
+    internal static TimeSpan? ParseTimeout(string text)
+    {
+        var m = TimeoutPattern.Match(text.Trim());
+        if (!m.Success)
+            throw new UsageException($"--cell-timeout '{text}': give seconds (90), a number with a unit (90s, 10m, 2h), or 0 for no limit");
+        double n = double.Parse(m.Groups["n"].Value, CultureInfo.InvariantCulture);
+        double ms = n * (m.Groups["unit"].Value switch { "ms" => 1, "m" or "min" => 60_000, "h" => 3_600_000, _ => 1000 });
+        if (ms == 0) return null;
+        // the wait takes whole milliseconds up to int.MaxValue (24.8 days); a limit beyond that is no limit in practice
+        if (ms < 1 || ms >= int.MaxValue)
+            throw new UsageException($"--cell-timeout '{text}': give at least 1 ms and under 24 days, or 0 for no limit");
+        return TimeSpan.FromMilliseconds(ms);
     }
 
     static bool IsIdentifier(string s) =>
@@ -132,14 +170,15 @@ public static class RunnerCli
     }
 
     /// <summary>Runs tf-run in this process: parses, checks every notebook, runs them, writes outputs and the summary.</summary>
-    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr, Interruption? interruption = null)
     {
         List<PreparedNotebook> prepared;
         string outDir;
         string device;
+        CliOptions options;
         try
         {
-            var options = Parse(args);
+            options = Parse(args);
             if (options.Help) { stdout.WriteLine(Usage); return Ok; }
             var files = ResolveInputs(options.Inputs);
             outDir = Path.GetFullPath(options.OutDir);
@@ -154,7 +193,11 @@ public static class RunnerCli
                     string target = Path.Combine(outDir, p.Name + ".ipynb");
                     if (string.Equals(Path.GetFullPath(target), Path.GetFullPath(p.SourcePath), StringComparison.Ordinal))
                         throw new UsageException($"--prepare would overwrite the source notebook '{p.SourcePath}': choose another --out");
-                    Directory.CreateDirectory(outDir);
+                }
+                RunOutputs.CheckOutDir(outDir, []);
+                foreach (var p in prepared)
+                {
+                    string target = Path.Combine(outDir, p.Name + ".ipynb");
                     NotebookExecutor.RebaseReferences(p.Executed, Path.GetDirectoryName(Path.GetFullPath(p.SourcePath))!, outDir);
                     p.Executed.Save(target);
                     stdout.WriteLine($"prepared {target}" + (p.AppliedParameters.Count == 0 ? "" :
@@ -162,6 +205,8 @@ public static class RunnerCli
                 }
                 return Ok;
             }
+            // an output folder that cannot take the outputs is found now, not after the whole run
+            RunOutputs.CheckOutDir(outDir, prepared);
         }
         catch (Exception e) when (e is UsageException or NotebookFormatException or ParameterException)
         {
@@ -177,7 +222,7 @@ public static class RunnerCli
         // TorchEnvironment.Setup reads TF_DEVICE; the notebooks run in this process, so set it for the run and restore it after
         string? previousDevice = Environment.GetEnvironmentVariable(DeviceVariable);
         Environment.SetEnvironmentVariable(DeviceVariable, device);
-        try { return RunPrepared(prepared, outDir, stdout, stderr); }
+        try { return RunPrepared(prepared, outDir, options.CellTimeout, interruption, stdout, stderr); }
         finally { Environment.SetEnvironmentVariable(DeviceVariable, previousDevice); }
     }
 
@@ -188,27 +233,57 @@ public static class RunnerCli
     public static string DeviceFor(string? option, string? environment) =>
         option ?? (string.IsNullOrWhiteSpace(environment) ? "cpu" : environment.Trim());
 
-    static int RunPrepared(List<PreparedNotebook> prepared, string outDir, TextWriter stdout, TextWriter stderr)
+    static int RunPrepared(List<PreparedNotebook> prepared, string outDir, TimeSpan? cellTimeout, Interruption? interruption,
+                           TextWriter stdout, TextWriter stderr)
     {
-        var executor = new NotebookExecutor(stderr);
+        var executor = new NotebookExecutor(stderr) { CellTimeout = cellTimeout, Interruption = interruption };
         var results = new List<NotebookRunResult>();
+        string? notRunBecause = null;
         foreach (var p in prepared)
         {
-            try { results.Add(executor.Run(p, outDir)); }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            if (interruption?.IsRequested == true) notRunBecause ??= $"interrupted by {interruption.SignalName}";
+            if (notRunBecause != null)
             {
-                // the notebook ran (or not) but its outputs could not be written: report it, go on with the others
-                stderr.WriteLine($"tf-run: error: {p.Name}: cannot write outputs: {OneLine(e.Message)}");
-                results.Add(new NotebookRunResult(p.Name, p.SourcePath, 0, 0, TimeSpan.Zero, false, "cannot write outputs: " + OneLine(e.Message),
-                    Path.Combine(outDir, p.Name + ".ipynb"), Path.Combine(outDir, p.Name + ".html"), Path.Combine(outDir, p.Name + ".figures.json")));
+                results.Add(NotRun(p, outDir, notRunBecause));
+                continue;
             }
+            var r = executor.Run(p, outDir);
+            results.Add(r);
+            if (r.CellStillRunning && r.Status == RunStatus.TimedOut)
+                // the cell computes on and shares this process (console, figures, libtorch): running the next notebook beside it is unsafe
+                notRunBecause = $"{r.Name}'s cell still running after its timeout";
         }
-        AtomicFile.WriteAllText(Path.Combine(outDir, "index.html"), HtmlReport.RenderIndex(results, DateTime.UtcNow));
+
+        string? stoppedBy = interruption?.IsRequested == true ? $"interrupted by {interruption.SignalName}" : null;
+        bool indexWritten = true;
+        try
+        {
+            var history = RunHistory.Load(outDir, stderr);
+            RunHistory.Record(history, results, outDir);
+            AtomicFile.WriteAllText(Path.Combine(outDir, "index.html"), HtmlReport.RenderIndex(history, results, DateTime.UtcNow, stoppedBy));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            indexWritten = false;
+            stderr.WriteLine($"tf-run: error: cannot write {RunHistory.FileName} and index.html in '{outDir}': {OneLine(e.Message)}");
+        }
         stdout.Write(Summary(results));
         stdout.WriteLine($"outputs: {outDir}");
         stdout.Flush();
-        return results.All(r => r.Succeeded) ? Ok : NotebookFailed;
+        if (stoppedBy != null)
+        {
+            var cut = results.FirstOrDefault(r => r.Status == RunStatus.Interrupted);
+            stderr.WriteLine($"tf-run: {stoppedBy}: " + (cut == null ? "no notebook was running" :
+                $"{cut.Name} is written as far as it ran to {cut.NotebookPath} (status \"interrupted\")") +
+                (results.Any(r => r.Status == RunStatus.NotRun) ? "; the notebooks after it were not run" : ""));
+            return interruption!.ExitCode;
+        }
+        return results.All(r => r.Succeeded) && indexWritten ? Ok : NotebookFailed;
     }
+
+    static NotebookRunResult NotRun(PreparedNotebook p, string outDir, string why) =>
+        new(p.Name, p.SourcePath, 0, 0, TimeSpan.Zero, RunStatus.NotRun, $"not run: {why}",
+            Path.Combine(outDir, p.Name + ".ipynb"), Path.Combine(outDir, p.Name + ".html"), Path.Combine(outDir, p.Name + ".figures.json"));
 
     static Notebook LoadOrThrow(string path) => Notebook.Load(path);
 
@@ -273,7 +348,14 @@ public static class RunnerCli
         sb.AppendLine($"{new string('-', w)}  {new string('-', 7)}  {new string('-', 8)}  ------");
         foreach (var r in results)
             sb.AppendLine($"{r.Name.PadRight(w)}  {$"{r.ExecutedCells}/{r.CodeCells}",7}  {r.Elapsed.TotalSeconds.ToString("F1", CultureInfo.InvariantCulture),8}  " +
-                          (r.Succeeded ? "ok" : "FAILED: " + OneLine(r.Error ?? "")));
+                          r.Status switch
+                          {
+                              RunStatus.Ok => "ok",
+                              RunStatus.NotRun => OneLine(r.Error ?? "not run"),
+                              RunStatus.TimedOut => "TIMED OUT: " + OneLine(r.Error ?? ""),
+                              RunStatus.Interrupted => "INTERRUPTED: " + OneLine(r.Error ?? ""),
+                              _ => "FAILED: " + OneLine(r.Error ?? ""),
+                          } + (r.KeptGoodRun != null ? $" (written as {Path.GetFileName(r.NotebookPath)}; the good run of {r.KeptGoodRun} is kept)" : ""));
         return sb.ToString();
     }
 }

@@ -33,14 +33,14 @@ public static class HtmlReport
         .dataframe-more,.dataframe-shape{color:#666;font-size:12px;margin:.2em 0}
         """;
 
-    public static string Render(Notebook nb, string title, string? error)
+    public static string Render(Notebook nb, string title, string? error, RunStatus status = RunStatus.Failed)
     {
         bool hasChart = false;
         var body = new StringBuilder();
         body.Append("<h1 class=\"notebook-title\">").Append(Esc(title)).Append("</h1>\n");
         body.Append(error == null
             ? "<p><span class=\"status ok\">ran without errors</span></p>\n"
-            : $"<p><span class=\"status failed\">failed — {Esc(error)}</span></p>\n");
+            : $"<p><span class=\"status failed\">{StatusWords(status)} — {Esc(error)}</span></p>\n");
         foreach (var cell in nb.Cells.OfType<JsonObject>())
         {
             string type = Notebook.CellType(cell);
@@ -111,26 +111,62 @@ public static class HtmlReport
 
     static string Esc(string s) => WebUtility.HtmlEncode(s);
 
-    /// <summary>The run's index page: one row per notebook with status, cells and time.</summary>
-    public static string RenderIndex(IReadOnlyList<NotebookRunResult> results, DateTime finishedUtc)
+    static string StatusWords(RunStatus s) => s switch
+    {
+        RunStatus.Ok => "ok",
+        RunStatus.TimedOut => "timed out",
+        RunStatus.Interrupted => "interrupted",
+        RunStatus.NotRun => "not run",
+        _ => "failed",
+    };
+
+    static string Link(string file, string text) => $"<a href=\"{Esc(Uri.EscapeDataString(file))}\">{Esc(text)}</a>";
+
+    static string? Str(JsonNode? n) => n is JsonValue v && v.TryGetValue<string>(out var s) ? s : null;
+
+    // a number read from runs.json and one just recorded (an int) differ in CLR type: go through the JSON text
+    static string Number(JsonNode? n, string format) =>
+        n is JsonValue v && v.GetValueKind() == System.Text.Json.JsonValueKind.Number
+            ? double.Parse(v.ToJsonString(), CultureInfo.InvariantCulture).ToString(format, CultureInfo.InvariantCulture) : "—";
+
+    /// <summary>
+    /// The output folder's index: this run's tally, then one row per notebook ever run into the folder (runs.json)
+    /// with its last status and finish time, and, for a run that was not good, the good run kept beside it.
+    /// </summary>
+    public static string RenderIndex(IReadOnlyDictionary<string, JsonObject> history, IReadOnlyList<NotebookRunResult> thisRun, DateTime finishedUtc,
+                                     string? stoppedBy = null)
     {
         var sb = new StringBuilder();
         sb.Append("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>TrainingForensics notebooks</title>\n<style>\n")
             .Append(Style).Append("td:first-child,th:first-child{text-align:left}\n</style>\n</head>\n<body>\n<h1>TrainingForensics notebooks</h1>\n")
-            .Append("<p>Run finished ").Append(finishedUtc.ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture)).Append(" UTC — ")
-            .Append(results.Count(r => r.Succeeded)).Append(" of ").Append(results.Count).Append(" succeeded.</p>\n")
-            .Append("<table>\n<thead><tr><th>Notebook</th><th>Status</th><th>Cells run</th><th>Seconds</th><th>Files</th></tr></thead>\n<tbody>\n");
-        foreach (var r in results)
+            .Append("<p>Last run finished ").Append(finishedUtc.ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture)).Append(" UTC — ")
+            .Append(thisRun.Count(r => r.Succeeded)).Append(" of ").Append(thisRun.Count).Append(" succeeded");
+        if (stoppedBy != null) sb.Append(" (").Append(Esc(stoppedBy)).Append(')');
+        sb.Append(".</p>\n<p>Each notebook's last run in this folder:</p>\n")
+            .Append("<table>\n<thead><tr><th>Notebook</th><th>Last status</th><th>Finished (UTC)</th><th>Cells run</th><th>Seconds</th><th>Files</th></tr></thead>\n<tbody>\n");
+        foreach (var (name, e) in history)
         {
-            string html = Path.GetFileName(r.HtmlPath), ipynb = Path.GetFileName(r.NotebookPath), fig = Path.GetFileName(r.FiguresPath);
-            sb.Append("<tr><td><a href=\"").Append(Esc(Uri.EscapeDataString(html))).Append("\">").Append(Esc(r.Name)).Append("</a></td><td>")
-                .Append(r.Succeeded ? "<span class=\"status ok\">ok</span>" : $"<span class=\"status failed\" title=\"{Esc(r.Error ?? "")}\">failed</span>")
-                .Append("</td><td>").Append(r.ExecutedCells).Append(" / ").Append(r.CodeCells)
-                .Append("</td><td>").Append(r.Elapsed.TotalSeconds.ToString("F1", CultureInfo.InvariantCulture))
-                .Append("</td><td><a href=\"").Append(Esc(Uri.EscapeDataString(ipynb))).Append("\">ipynb</a> · <a href=\"")
-                .Append(Esc(Uri.EscapeDataString(fig))).Append("\">figures</a></td></tr>\n");
-            if (!r.Succeeded && r.Error != null)
-                sb.Append("<tr><td colspan=\"5\" style=\"text-align:left;color:#a50e0e\">").Append(Esc(r.Error)).Append("</td></tr>\n");
+            string status = Str(e["status"]) ?? "unknown";
+            var files = e["files"] as JsonObject;
+            string html = Str(files?["html"]) ?? name + ".html", ipynb = Str(files?["ipynb"]) ?? name + ".ipynb", fig = Str(files?["figures"]) ?? name + ".figures.json";
+            string cells = e["cells_run"] is JsonValue && e["code_cells"] is JsonValue ? $"{Number(e["cells_run"], "0")} / {Number(e["code_cells"], "0")}" : "—";
+            string when = (Str(e["finished_utc"]) ?? "—").Replace('T', ' ').TrimEnd('Z');
+            string error = Str(e["error"]) ?? "";
+            string cls = status == "ok" ? "ok" : "failed";
+            sb.Append("<tr><td>").Append(Link(html, name)).Append("</td><td><span class=\"status ").Append(cls).Append("\" title=\"").Append(Esc(error)).Append("\">")
+                .Append(Esc(status.Replace('_', ' '))).Append("</span></td><td>").Append(Esc(when))
+                .Append("</td><td>").Append(cells).Append("</td><td>").Append(Number(e["duration_s"], "F1"))
+                .Append("</td><td>").Append(Link(ipynb, "ipynb")).Append(" · ").Append(Link(fig, "figures")).Append("</td></tr>\n");
+            if (status != "ok" && error.Length > 0)
+                sb.Append("<tr><td colspan=\"6\" style=\"text-align:left;color:#a50e0e\">").Append(Esc(error)).Append("</td></tr>\n");
+            if (e["kept_ok"] is JsonObject kept)
+            {
+                var kf = kept["files"] as JsonObject;
+                string khtml = Str(kf?["html"]) ?? name + ".html", kipynb = Str(kf?["ipynb"]) ?? name + ".ipynb", kfig = Str(kf?["figures"]) ?? name + ".figures.json";
+                sb.Append("<tr class=\"kept\"><td colspan=\"6\" style=\"text-align:left\">last good run, finished ")
+                    .Append(Esc((Str(kept["finished_utc"]) ?? "earlier").Replace('T', ' ').TrimEnd('Z'))).Append(" UTC, kept: ")
+                    .Append(Link(khtml, khtml)).Append(" · ").Append(Link(kipynb, kipynb)).Append(" · ").Append(Link(kfig, kfig)).Append("</td></tr>\n");
+            }
         }
         sb.Append("</tbody>\n</table>\n</body>\n</html>\n");
         return sb.ToString();

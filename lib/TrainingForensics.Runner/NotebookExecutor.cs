@@ -26,8 +26,16 @@ public sealed class PreparedNotebook
 }
 
 public sealed record NotebookRunResult(
-    string Name, string SourcePath, int CodeCells, int ExecutedCells, TimeSpan Elapsed, bool Succeeded,
-    string? Error, string NotebookPath, string HtmlPath, string FiguresPath);
+    string Name, string SourcePath, int CodeCells, int ExecutedCells, TimeSpan Elapsed, RunStatus Status,
+    string? Error, string NotebookPath, string HtmlPath, string FiguresPath)
+{
+    public bool Succeeded => Status == RunStatus.Ok;
+    public DateTime FinishedUtc { get; init; } = DateTime.UtcNow;
+    /// <summary>The finish time of the good run kept in place when this run's outputs went beside it; null otherwise.</summary>
+    public string? KeptGoodRun { get; init; }
+    /// <summary>A cell that was asked to stop (time limit, interruption) and still runs on its thread.</summary>
+    public bool CellStillRunning { get; init; }
+}
 
 /// <summary>
 /// Runs a notebook's C# cells in order in one Roslyn scripting state (each cell a continuation of the previous, like
@@ -43,6 +51,15 @@ public sealed class NotebookExecutor
 
     /// <summary>Seconds between "still running" lines for a long cell.</summary>
     public TimeSpan Heartbeat { get; init; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>The longest a cell may run (null: no limit); a cell still running then fails its notebook.</summary>
+    public TimeSpan? CellTimeout { get; init; }
+
+    /// <summary>A stop request (SIGINT/SIGTERM) that ends the notebook at its running cell.</summary>
+    public Interruption? Interruption { get; init; }
+
+    /// <summary>How long a cell asked to stop (time limit, interruption) gets before the runner writes without it.</summary>
+    public TimeSpan StopGrace { get; init; } = TimeSpan.FromSeconds(2);
 
     public NotebookExecutor(TextWriter progress, Formatters? formatters = null)
     {
@@ -125,7 +142,12 @@ public sealed class NotebookExecutor
 
     sealed record CodeCell(int Index, JsonObject Cell, string Label, string Code, IReadOnlyList<string> ReferencePaths);
 
-    /// <summary>Runs a prepared notebook and writes &lt;out&gt;/&lt;name&gt;.ipynb, .html and .figures.json.</summary>
+    /// <summary>
+    /// Runs a prepared notebook and writes its executed copy, page and figures into <paramref name="outDir"/> (where
+    /// <see cref="RunOutputs"/> says: beside a good run kept there when this one is not good). A cell that outlives
+    /// <see cref="CellTimeout"/>, or a requested <see cref="Interruption"/>, stops the notebook at that cell; what ran
+    /// is written all the same. Output files that cannot be written make the result failed (nothing is thrown).
+    /// </summary>
     public NotebookRunResult Run(PreparedNotebook prepared, string outDir)
     {
         var nb = prepared.Executed;
@@ -136,6 +158,8 @@ public sealed class NotebookExecutor
         var counts = new Dictionary<int, int>();
         int executed = 0;
         string? error = null;
+        var status = RunStatus.Ok;
+        bool stillRunning = false;
 
         // 1. check every code cell before running any: kernel and magics (a long notebook should not fail at cell 20 on a typo in a #r)
         var cells = new List<CodeCell>();
@@ -158,10 +182,11 @@ public sealed class NotebookExecutor
                 string msg = e is MagicException ? $"{label}, {e.Message}" : e.Message;
                 outputs[i] = [new ErrorOutput(e.GetType().FullName!, msg, [$"{e.GetType().FullName}: {msg}"])];
                 error = $"{label}: {e.Message}";
+                status = RunStatus.Failed;
             }
         }
 
-        // 2. run
+        // 2. run, each cell on the notebook's cell thread while this thread watches the time limit and the interruption
         int total = cells.Count;
         Progress($"[{prepared.Name}] {total} code cell(s)" + (error != null ? " — not run: " + error : ""));
         if (error == null)
@@ -171,6 +196,7 @@ public sealed class NotebookExecutor
             OutputSink.Begin(_formatters);
             Console.SetOut(new CaptureWriter("stdout", stdout));
             Console.SetError(new CaptureWriter("stderr", stderr));
+            var cellThread = new CellThread($"tf-run {prepared.Name}");
             try
             {
                 ScriptState<object>? state = null;
@@ -182,6 +208,14 @@ public sealed class NotebookExecutor
                     k++;
                     var list = new List<CellOutput>();
                     outputs[c.Index] = list;
+                    if (Interruption is { IsRequested: true } stop)
+                    {
+                        // the signal came between cells: this one never started
+                        list.Add(InterruptedOutput(stop.SignalName, c.Label, null));
+                        error = $"{c.Label}: not started, interrupted by {stop.SignalName}";
+                        status = RunStatus.Interrupted;
+                        break;
+                    }
                     if (string.IsNullOrWhiteSpace(Notebook.Source(c.Cell))) continue; // an empty cell: nothing to run, no count
                     int count = ++executed;
                     counts[c.Index] = count;
@@ -190,44 +224,80 @@ public sealed class NotebookExecutor
                     Progress($"[{prepared.Name}] {c.Label} ({k}/{total}) running…");
                     using var heartbeat = new Timer(_ => Progress($"[{prepared.Name}] {c.Label} ({k}/{total}) still running, {cellWatch.Elapsed.TotalSeconds:F0} s"),
                         null, Heartbeat, Heartbeat);
-                    try
+                    ResultOutput? result = null;
+                    bool magicsOnly = false;
+                    var job = cellThread.Start(job =>
                     {
                         extraRefs.AddRange(c.ReferencePaths.Select(p => MetadataReference.CreateFromFile(p)));
-                        if (string.IsNullOrWhiteSpace(c.Code)) // magics only: they were applied, there is no C# to run
-                        {
-                            Progress($"[{prepared.Name}] {c.Label} ({k}/{total}) done (magics only)");
-                            continue;
-                        }
+                        if (string.IsNullOrWhiteSpace(c.Code)) { magicsOnly = true; return; } // magics only: applied, no C# to run
                         var options = _options.WithFilePath(c.Label).AddReferences(extraRefs);
+                        var script = state == null
+                            ? CSharpScript.Create<object>(c.Code, options, typeof(NotebookGlobals))
+                            : state.Script.ContinueWith<object>(c.Code, options);
+                        // compile first (the result is cached; errors are thrown by the run below as before): the time limit counts the run only
+                        script.Compile();
+                        job.MarkRunning();
                         state = state == null
-                            ? CSharpScript.RunAsync<object>(c.Code, options, globals, typeof(NotebookGlobals)).GetAwaiter().GetResult()
-                            : state.ContinueWithAsync<object>(c.Code, options).GetAwaiter().GetResult();
+                            ? script.RunAsync(globals).GetAwaiter().GetResult()
+                            : script.RunFromAsync(state).GetAwaiter().GetResult();
                         if (state.ReturnValue is { } value && HasTrailingExpression(c.Code))
-                            list.Add(new ResultOutput(FormatSafely(value), count));
-                        heartbeat.Change(Timeout.Infinite, Timeout.Infinite);
+                            result = new ResultOutput(FormatSafely(value), count);
                         Console.Out.Flush();
-                        Progress($"[{prepared.Name}] {c.Label} ({k}/{total}) done in {cellWatch.Elapsed.TotalSeconds:F1} s");
-                    }
-                    catch (Exception e)
+                    });
+                    var end = CellThread.Wait(job, CellTimeout, Interruption);
+                    heartbeat.Change(Timeout.Infinite, Timeout.Infinite);
+                    if (end == CellEnd.Finished && job.Error == null)
                     {
-                        heartbeat.Change(Timeout.Infinite, Timeout.Infinite);
-                        var err = ErrorFor(e, c.Label, prepared.Labels);
+                        if (result != null) list.Add(result);
+                        Progress($"[{prepared.Name}] {c.Label} ({k}/{total}) done" + (magicsOnly ? " (magics only)" : $" in {cellWatch.Elapsed.TotalSeconds:F1} s"));
+                        continue;
+                    }
+                    if (end == CellEnd.Finished)
+                    {
+                        var err = ErrorFor(job.Error!, c.Label, prepared.Labels);
                         OutputSink.SetCell(null);
                         list.Add(err);
                         error = $"{c.Label}: {err.Ename}: {FirstLine(err.Evalue)}";
+                        status = RunStatus.Failed;
                         Progress($"[{prepared.Name}] {c.Label} ({k}/{total}) FAILED after {cellWatch.Elapsed.TotalSeconds:F1} s: {err.Ename}: {FirstLine(err.Evalue)}");
                         break;
                     }
+
+                    // timed out or interrupted: ask the cell to stop, give it a moment, then keep what it wrote and mark it
+                    bool stopped = cellThread.Stop(job, StopGrace);
+                    OutputSink.SetCell(null); // a cell still running writes nowhere from here on
+                    stillRunning = !stopped;
+                    double seconds = cellWatch.Elapsed.TotalSeconds;
+                    if (end == CellEnd.TimedOut)
+                    {
+                        string limit = Describe(CellTimeout!.Value);
+                        list.Add(TimeoutOutput(c.Label, limit, stopped));
+                        error = $"{c.Label}: timed out: still running after {limit} (--cell-timeout {limit})";
+                        status = RunStatus.TimedOut;
+                        Progress($"[{prepared.Name}] {c.Label} ({k}/{total}) TIMED OUT after {seconds:F1} s (--cell-timeout {limit})" +
+                                 (stopped ? "" : "; the cell did not stop"));
+                    }
+                    else
+                    {
+                        string signal = Interruption!.SignalName;
+                        list.Add(InterruptedOutput(signal, c.Label, seconds));
+                        error = $"{c.Label}: interrupted by {signal}";
+                        status = RunStatus.Interrupted;
+                        Progress($"[{prepared.Name}] {c.Label} ({k}/{total}) INTERRUPTED by {signal} after {seconds:F1} s");
+                    }
+                    break;
                 }
             }
             finally
             {
+                cellThread.Dispose();
                 OutputSink.End();
                 Console.SetOut(stdout);
                 Console.SetError(stderr);
             }
         }
         watch.Stop();
+        var finished = DateTime.UtcNow;
 
         // 3. outputs into the executed copy; cells after a failure keep no outputs
         foreach (var c in nb.Cells.OfType<JsonObject>().Select((cell, i) => (cell, i)).Where(x => Notebook.CellType(x.cell) == "code"))
@@ -238,22 +308,59 @@ public sealed class NotebookExecutor
         EmbedPlotlyOnce(nb);
         nb.Root["metadata"]!["tf_run"] = new JsonObject
         {
-            ["status"] = error == null ? "ok" : "failed",
+            ["status"] = RunOutputs.StatusText(status),
             ["duration_s"] = Math.Round(watch.Elapsed.TotalSeconds, 3),
-            ["finished_utc"] = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture),
+            ["finished_utc"] = RunOutputs.Utc(finished),
             ["source"] = prepared.SourcePath,
             ["parameters"] = new JsonObject(prepared.AppliedParameters.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)JsonValue.Create(p.Value)))),
             ["error"] = error,
         };
 
-        string nbPath = Path.Combine(outDir, prepared.Name + ".ipynb");
-        string htmlPath = Path.Combine(outDir, prepared.Name + ".html");
-        string figuresPath = Path.Combine(outDir, prepared.Name + ".figures.json");
-        nb.Save(nbPath);
-        AtomicFile.WriteAllText(htmlPath, HtmlReport.Render(nb, prepared.Name, error));
-        Figures.WriteJson(figuresPath, prepared.Name);
-        return new NotebookRunResult(prepared.Name, prepared.SourcePath, total, executed, watch.Elapsed, error == null, error, nbPath, htmlPath, figuresPath);
+        RunFiles files;
+        string? kept = null;
+        try
+        {
+            (files, kept) = RunOutputs.Write(outDir, prepared.Name, status, nb, HtmlReport.Render(nb, prepared.Name, error, status),
+                RunOutputs.FiguresJson(prepared.Name, status, finished, error));
+            if (kept != null)
+                Progress($"[{prepared.Name}] not a good run: its outputs are {files.Notebook}, {files.Html}, {files.Figures}; " +
+                         $"the good run of {kept} is kept as {prepared.Name}.ipynb, .html, .figures.json");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // the notebook ran (or not) but its outputs could not be written: a failure of this notebook, the run goes on
+            files = RunFiles.Good(prepared.Name);
+            error = $"cannot write outputs to '{outDir}': {e.Message.Replace('\n', ' ')}" + (error == null ? "" : $" (the run itself: {error})");
+            if (status == RunStatus.Ok) status = RunStatus.Failed;
+            Progress($"[{prepared.Name}] {error}");
+        }
+        return new NotebookRunResult(prepared.Name, prepared.SourcePath, total, executed, watch.Elapsed, status, error,
+            Path.Combine(outDir, files.Notebook), Path.Combine(outDir, files.Html), Path.Combine(outDir, files.Figures))
+        {
+            FinishedUtc = finished, KeptGoodRun = kept, CellStillRunning = stillRunning,
+        };
     }
+
+    static ErrorOutput TimeoutOutput(string label, string limit, bool stopped)
+    {
+        string message = $"{label} was still running after {limit}, the limit set by --cell-timeout; tf-run stopped the notebook here " +
+                         (stopped ? "(the cell stopped when asked)" : "(the cell did not stop when asked: it computes without waiting)");
+        return new ErrorOutput("CellTimeout", message, [$"CellTimeout: {message}", "   raise the limit with --cell-timeout <seconds|30s|10m|2h>, or 0 for none"]);
+    }
+
+    static ErrorOutput InterruptedOutput(string signal, string label, double? seconds)
+    {
+        string message = seconds is { } s
+            ? $"interrupted by {signal} after {s.ToString("F1", CultureInfo.InvariantCulture)} s in {label}; tf-run wrote the notebook as far as it ran"
+            : $"interrupted by {signal} before {label} started; tf-run wrote the notebook as far as it ran";
+        return new ErrorOutput("Interrupted", message, [$"Interrupted: {message}"]);
+    }
+
+    /// <summary>A duration as the user would write it: "90 s", "1.5 s", "30 min", "2 h".</summary>
+    public static string Describe(TimeSpan t) =>
+        t.TotalHours >= 1 && t.TotalHours == Math.Floor(t.TotalHours) ? $"{t.TotalHours:0} h" :
+        t.TotalMinutes >= 1 && t.TotalMinutes == Math.Floor(t.TotalMinutes) ? $"{t.TotalMinutes:0} min" :
+        t.TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture) + " s";
 
     MimeBundle FormatSafely(object value)
     {

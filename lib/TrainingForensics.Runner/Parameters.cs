@@ -102,8 +102,8 @@ public static class Parameters
             ParameterType.Bool => bool.TryParse(value.Trim(), out bool b) ? (b ? "true" : "false") : null,
             ParameterType.Int => int.TryParse(value.Trim(), NumberStyles.AllowLeadingSign, inv, out int i) ? i.ToString(inv) : null,
             ParameterType.Long => long.TryParse(value.Trim(), NumberStyles.AllowLeadingSign, inv, out long l) ? l.ToString(inv) + "L" : null,
-            ParameterType.Double => double.TryParse(value.Trim(), NumberStyles.Float, inv, out double d) ? DoubleLiteral(d) : null,
-            ParameterType.Float => float.TryParse(value.Trim(), NumberStyles.Float, inv, out float f) ? FloatLiteral(f) : null,
+            ParameterType.Double => double.TryParse(value.Trim(), NumberStyles.Float, inv, out double d) ? DoubleLiteral(name, value, d) : null,
+            ParameterType.Float => float.TryParse(value.Trim(), NumberStyles.Float, inv, out float f) ? FloatLiteral(name, value, f) : null,
             ParameterType.Decimal => decimal.TryParse(value.Trim(), NumberStyles.Float, inv, out decimal m) ? m.ToString(inv) + "m" : null,
             _ => null,
         };
@@ -111,17 +111,18 @@ public static class Parameters
             $"parameter '{name}': the value '{value}' is not a valid {TypeName(type)} (declared {TypeName(type)} in the parameters cell)");
     }
 
-    static string DoubleLiteral(double d) =>
-        double.IsNaN(d) ? "double.NaN" :
-        double.IsPositiveInfinity(d) ? "double.PositiveInfinity" :
-        double.IsNegativeInfinity(d) ? "double.NegativeInfinity" :
-        d.ToString("R", CultureInfo.InvariantCulture) + "d";
+    // double/float parsing accepts "NaN", "Infinity", "∞" and turns an overflow such as 1e400 into ±∞ without a word:
+    // none of these is a usable setting (a learning rate of +∞ runs, then trains nothing), so they are refused by name.
+    static string DoubleLiteral(string name, string value, double d) =>
+        double.IsFinite(d) ? d.ToString("R", CultureInfo.InvariantCulture) + "d" : throw NotFinite(name, value, "double", d, double.MaxValue.ToString("R", CultureInfo.InvariantCulture));
 
-    static string FloatLiteral(float f) =>
-        float.IsNaN(f) ? "float.NaN" :
-        float.IsPositiveInfinity(f) ? "float.PositiveInfinity" :
-        float.IsNegativeInfinity(f) ? "float.NegativeInfinity" :
-        f.ToString("R", CultureInfo.InvariantCulture) + "f";
+    static string FloatLiteral(string name, string value, float f) =>
+        float.IsFinite(f) ? f.ToString("R", CultureInfo.InvariantCulture) + "f" : throw NotFinite(name, value, "float", f, float.MaxValue.ToString("R", CultureInfo.InvariantCulture));
+
+    static ParameterException NotFinite(string name, string value, string type, double parsed, string max) => new(
+        $"parameter '{name}': the value '{value}' is not a finite {type} (it reads as {Describe(parsed)}); give a number between -{max} and {max}");
+
+    static string Describe(double d) => double.IsNaN(d) ? "NaN" : d > 0 ? "+∞" : "-∞";
 
     /// <summary>
     /// The source of the injected cell for the --param values this notebook declares. Values it does not declare are

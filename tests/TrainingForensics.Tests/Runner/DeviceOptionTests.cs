@@ -91,7 +91,9 @@ public class DeviceOptionTests
             if (TorchSharp.torch.cuda.is_available()) return; // on a GPU machine cuda would succeed
             // this machine's libtorch is the CPU build: cuda fails in the notebook with Setup's explanation
             Assert.Equal(1, kit.Run(nb, "--device", "cuda").ExitCode);
-            var error = SingleError(kit.Executed("nb"), 0);
+            // the cpu run above is a good run in the same folder: the failed one is written beside it
+            Assert.Equal("CPU", AllText(kit.Executed("nb"), 0).Trim());
+            var error = SingleError(kit.Executed("nb.failed"), 0);
             Assert.Contains("device 'cuda' was requested", error["evalue"]!.GetValue<string>());
         });
     }

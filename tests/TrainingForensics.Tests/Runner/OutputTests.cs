@@ -180,10 +180,10 @@ public class OutputTests(ITestOutputHelper log)
         psi.ArgumentList.Add("import sys\ntry:\n import nbformat\nexcept ImportError:\n print('SKIP'); sys.exit(0)\n" +
                              "nb = nbformat.read(sys.argv[1], as_version=4)\nnbformat.validate(nb)\nprint('VALID')");
         psi.ArgumentList.Add(file);
-        Process? p;
-        try { p = Process.Start(psi); }
+        Process p;
+        try { p = Process.Start(psi)!; }
         catch (System.ComponentModel.Win32Exception) { log.WriteLine("python3 not found: nbformat validation skipped"); return; }
-        using (p!)
+        using (p)
         {
             string stdout = p.StandardOutput.ReadToEnd(), stderr = p.StandardError.ReadToEnd();
             p.WaitForExit();

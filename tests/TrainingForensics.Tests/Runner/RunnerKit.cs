@@ -57,12 +57,16 @@ internal sealed class RunnerKit : IDisposable
 
     public sealed record RunResult(int ExitCode, string Stdout, string Stderr);
 
-    public RunResult Run(params string[] args)
+    public RunResult Run(params string[] args) => Run(null, args);
+
+    /// <summary>Runs tf-run in-process with an interruption the test can request (as SIGINT/SIGTERM would).</summary>
+    public RunResult Run(Interruption? interruption, params string[] args)
     {
+        // the progress lines come from the runner's thread and its "still running" timer: a synchronized writer
         var o = new StringWriter();
         var e = new StringWriter();
         var all = args.Contains("--out") ? args : [.. args, "--out", OutDir];
-        int rc = RunnerCli.Run(all, o, e);
+        int rc = RunnerCli.Run(all, TextWriter.Synchronized(o), TextWriter.Synchronized(e), interruption);
         return new RunResult(rc, o.ToString(), e.ToString());
     }
 
