@@ -106,7 +106,8 @@ def main(argv):
     with open(os.path.join(HERE, "readme-figures.json"), encoding="utf-8") as f:
         config = {k: v for k, v in json.load(f).items() if not k.startswith("_")}
     os.makedirs(out_dir, exist_ok=True)
-    notebooks = sorted(f for f in os.listdir(run_dir) if f.endswith(".ipynb"))
+    # NAME.failed.ipynb: a failed run kept beside a good one (tf-run), not a notebook of its own
+    notebooks = sorted(f for f in os.listdir(run_dir) if f.endswith(".ipynb") and not f.endswith(".failed.ipynb"))
     if not notebooks:
         print(f"render_pictures: error: no executed notebooks in {run_dir}", file=sys.stderr)
         return 2

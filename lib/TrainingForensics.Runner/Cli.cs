@@ -15,7 +15,7 @@ public sealed record CliOptions(
 }
 
 /// <summary>
-/// tf-run's command line: <c>tf-run [notebook.ipynb | folder]… [--out DIR] [--param name=value]… [--help]</c>.
+/// tf-run's command line: see <see cref="Usage"/>.
 /// Exit codes: 0 every notebook ran, 1 a notebook failed or timed out (its outputs show the error), 2 bad arguments,
 /// input or output folder (nothing ran), 130 / 143 interrupted by SIGINT / SIGTERM (what ran is written).
 /// </summary>
@@ -45,7 +45,8 @@ public static class RunnerCli
           --quick                   use each notebook's quick configuration (metadata
                                     trainingforensics.quick_parameters, what the tests run); --param wins
           --device cpu|cuda|auto    the device TorchEnvironment.Setup picks (sets TF_DEVICE for the run);
-                                    default: TF_DEVICE if set, else cpu. cuda needs a CUDA libtorch build
+                                    default: TF_DEVICE if set, else auto (CUDA when a CUDA libtorch is
+                                    loaded and a GPU is usable, else CPU), as in the kernel
           --cell-timeout T          the longest one cell may run: seconds, or with a unit (90s, 10m, 2h);
                                     0 for no limit (default: 30m). A cell past it fails its notebook
           --prepare                 write each notebook with its parameters applied to DIR/NAME.ipynb and run
@@ -182,7 +183,7 @@ public static class RunnerCli
             if (options.Help) { stdout.WriteLine(Usage); return Ok; }
             var files = ResolveInputs(options.Inputs);
             outDir = Path.GetFullPath(options.OutDir);
-            var notebooks = files.Select(f => (Path: f, Notebook: LoadOrThrow(f))).ToList();
+            var notebooks = files.Select(f => (Path: f, Notebook: Notebook.Load(f))).ToList();
             prepared = PrepareAll(notebooks, options.Parameters, options.Quick);
             device = DeviceFor(options.Device, Environment.GetEnvironmentVariable(DeviceVariable));
             if (options.Prepare)
@@ -229,9 +230,9 @@ public static class RunnerCli
     /// <summary>The environment variable TorchEnvironment.Setup reads for its device when the notebook passes none.</summary>
     public const string DeviceVariable = "TF_DEVICE";
 
-    /// <summary>The device a run uses: --device if given, else TF_DEVICE if set, else cpu (CPU stays the default even with a CUDA build).</summary>
+    /// <summary>The device a run uses: --device if given, else TF_DEVICE if set, else auto: the default of TorchEnvironment.Setup, so tf-run and the kernel pick the same device.</summary>
     public static string DeviceFor(string? option, string? environment) =>
-        option ?? (string.IsNullOrWhiteSpace(environment) ? "cpu" : environment.Trim());
+        option ?? (string.IsNullOrWhiteSpace(environment) ? "auto" : environment.Trim());
 
     static int RunPrepared(List<PreparedNotebook> prepared, string outDir, TimeSpan? cellTimeout, Interruption? interruption,
                            TextWriter stdout, TextWriter stderr)
@@ -285,7 +286,6 @@ public static class RunnerCli
         new(p.Name, p.SourcePath, 0, 0, TimeSpan.Zero, RunStatus.NotRun, $"not run: {why}",
             Path.Combine(outDir, p.Name + ".ipynb"), Path.Combine(outDir, p.Name + ".html"), Path.Combine(outDir, p.Name + ".figures.json"));
 
-    static Notebook LoadOrThrow(string path) => Notebook.Load(path);
 
     /// <summary>
     /// Injects the parameters into each notebook. One notebook: every --param must be one of its parameters.

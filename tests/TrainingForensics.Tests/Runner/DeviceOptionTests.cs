@@ -3,7 +3,7 @@ using static TrainingForensics.Tests.Runner.RunnerKit;
 
 namespace TrainingForensics.Tests.Runner;
 
-/// <summary>tf-run --device: sets TF_DEVICE (read by TorchEnvironment.Setup) for the run, CPU by default.</summary>
+/// <summary>tf-run --device: sets TF_DEVICE (read by TorchEnvironment.Setup) for the run, auto by default (as Setup).</summary>
 public class DeviceOptionTests
 {
     const string PrintDevice = "Console.Write(Environment.GetEnvironmentVariable(\"TF_DEVICE\"));";
@@ -28,11 +28,11 @@ public class DeviceOptionTests
     }
 
     [Fact]
-    public void Cpu_is_the_default_unless_TF_DEVICE_says_otherwise()
+    public void Auto_is_the_default_unless_TF_DEVICE_says_otherwise()
     {
-        Assert.Equal("cpu", RunnerCli.DeviceFor(null, null));
-        Assert.Equal("cpu", RunnerCli.DeviceFor(null, "  "));
-        Assert.Equal("auto", RunnerCli.DeviceFor(null, "auto"));
+        Assert.Equal("auto", RunnerCli.DeviceFor(null, null));
+        Assert.Equal("auto", RunnerCli.DeviceFor(null, "  "));
+        Assert.Equal("cpu", RunnerCli.DeviceFor(null, "cpu"));
         Assert.Equal("cuda", RunnerCli.DeviceFor("cuda", "cpu")); // the option wins over the environment
     }
 
@@ -58,7 +58,7 @@ public class DeviceOptionTests
             string nb = kit.Write("nb", Code(PrintDevice));
 
             Assert.Equal(0, kit.Run(nb).ExitCode);
-            Assert.Equal("cpu", AllText(kit.Executed("nb"), 0).Trim());
+            Assert.Equal("auto", AllText(kit.Executed("nb"), 0).Trim());
             Assert.Null(Environment.GetEnvironmentVariable(RunnerCli.DeviceVariable));
 
             Assert.Equal(0, kit.Run(nb, "--device", "auto").ExitCode);
