@@ -112,21 +112,33 @@ public static class Mnist
         }
     }
 
-    /// <summary>Checks each file listed in the directory's MD5SUMS (if it has one) that belongs to the data set.</summary>
+    /// <summary>
+    /// Checks each file listed in the directory's MD5SUMS that belongs to the data set. Without MD5SUMS the files
+    /// load unchecked, with a warning (printed, and in the environment report through <see cref="DataIntegrity"/>).
+    /// </summary>
     public static void VerifyChecksums(string directory)
     {
         string sumsPath = Path.Combine(directory, "MD5SUMS");
-        if (!File.Exists(sumsPath)) return;
+        if (!File.Exists(sumsPath))
+        {
+            DataIntegrity.RecordUnchecked(directory, "no MD5SUMS beside the data files: their integrity is unchecked (a corrupt or altered file would load)");
+            return;
+        }
         var sums = IdxFile.ReadMd5Sums(sumsPath);
+        var unlisted = new List<string>();
         foreach (var name in new[] { TrainImages, TrainLabels, TestImages, TestLabels })
         {
             string path = Path.Combine(directory, name);
             if (!File.Exists(path)) throw new DataFileException(path, "file not found");
-            if (!sums.TryGetValue(name, out var expected)) continue;
+            if (!sums.TryGetValue(name, out var expected)) { unlisted.Add(name); continue; }
             string actual = IdxFile.Md5(path);
             if (actual != expected)
                 throw new DataFileException(path, $"md5 {actual} differs from {expected} in {sumsPath}: the file is corrupt or not the original");
         }
+        if (unlisted.Count > 0)
+            DataIntegrity.RecordUnchecked(directory, $"MD5SUMS lists no sum for {string.Join(", ", unlisted)}: their integrity is unchecked");
+        else
+            DataIntegrity.RecordVerified(directory);
     }
 
     static ImageSet LoadSet(string dir, string name, string imagesFile, string labelsFile, int? expected, int classes)

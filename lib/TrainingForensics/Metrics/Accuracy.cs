@@ -42,6 +42,15 @@ public static class Accuracy
             throw new MetricInputException($"predictions {p} and labels {l} have different numbers of examples ({predictions.shape[0]} vs {labels.shape[0]})");
         if (predictions.shape[0] == 0)
             throw new MetricInputException("accuracy of zero examples is undefined");
+        if (predictions.is_floating_point())
+        {
+            // argmax over NaN scores picks an arbitrary class: an "accuracy" of a diverged model would look like chance
+            using var notFinite = predictions.isfinite().logical_not().sum();
+            long bad = notFinite.item<long>();
+            if (bad > 0)
+                throw new MetricInputException($"predictions {p} hold {bad} non-finite score(s) (NaN or ±∞) of {predictions.numel()}: " +
+                                               "the model diverged or its inputs were not finite; accuracy is undefined");
+        }
 
         bool labelsInteger = IsInteger(labels);
         if (predictions.dim() == 2 && predictions.shape[1] > 1)

@@ -137,6 +137,7 @@ public sealed record TorchEnvironment(
         ("OS", OperatingSystem),
         ("oneDNN", OneDnn),
         ("natives", TorchNative.Preload),
+        ("data", Data.DataIntegrity.Summary()),
         ("kernel", NotebookKernel.InKernel
             ? $".NET Interactive; formatters {NotebookKernel.Formatters}; FSharp.Core " +
               (FSharpCoreBinding.Bound.Count == 0 ? "binding ready (no request for a newer one yet)" : "bound " + string.Join(", ", FSharpCoreBinding.Bound.Distinct()))

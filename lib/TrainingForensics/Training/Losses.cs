@@ -143,6 +143,30 @@ public static class Losses
     public static Tensor SquaredError(Tensor outputs, Tensor targets, Reduction reduction) =>
         Reduce(SquaredErrors(outputs, targets), reduction);
 
+    /// <summary>
+    /// Softmax cross-entropy of logits [B,C] against class indices [B] (or class probabilities [B,C]), mean over the
+    /// batch, as <c>nn.functional.cross_entropy</c>, after checking the shapes libtorch would reject with a native
+    /// stack: a column of labels [B,1], floating-point indices, a batch-size mismatch.
+    /// </summary>
+    public static Tensor CrossEntropy(Tensor logits, Tensor targets)
+    {
+        string o = $"[{string.Join(",", logits.shape)}]", t = $"[{string.Join(",", targets.shape)}] {targets.dtype}";
+        if (logits.dim() != 2)
+            throw new ArgumentException($"cross-entropy needs logits [B,C], got {o}");
+        if (targets.dim() == 2 && targets.shape[1] == 1 && logits.shape[1] != 1)
+            throw new ArgumentException($"targets {t} are a column of class indices: cross-entropy needs them as [B]; use targets.squeeze(1)");
+        if (targets.dim() == 1)
+        {
+            if (targets.is_floating_point())
+                throw new ArgumentException($"targets {t} are floating point: class indices must be integers (targets.to_type(ScalarType.Int64))");
+            if (targets.shape[0] != logits.shape[0])
+                throw new ArgumentException($"{targets.shape[0]} targets for {logits.shape[0]} rows of logits {o}");
+        }
+        else if (!targets.shape.SequenceEqual(logits.shape) || !targets.is_floating_point())
+            throw new ArgumentException($"targets {t} do not fit logits {o}: give class indices [B] or class probabilities of the logits' shape");
+        return nn.functional.cross_entropy(logits, targets);
+    }
+
     /// <summary>A squared-error loss function for <see cref="TrainingLoop"/> with the given reduction.</summary>
     public static Func<Tensor, Tensor, Tensor> Mse(Reduction reduction) => (o, t) => SquaredError(o, t, reduction);
 }

@@ -59,6 +59,13 @@ public sealed class TrainingLoop
     /// <summary>Log each step's training accuracy (argmax of outputs vs targets) as "accuracy".</summary>
     public bool TrackAccuracy { get; init; }
 
+    /// <summary>
+    /// When true (the default) a step whose loss is NaN or ±∞ stops the run with <see cref="NonFiniteLossException"/>,
+    /// naming the step and the likely cause; false keeps going (for a notebook that shows a divergence on purpose:
+    /// the history then holds the non-finite losses).
+    /// </summary>
+    public bool StopOnNonFiniteLoss { get; init; } = true;
+
     /// <summary>Steps taken so far.</summary>
     public long StepCount => _step;
 
@@ -89,7 +96,27 @@ public sealed class TrainingLoop
         var record = new StepRecord(epoch, _step, lossValue, watch.Elapsed.TotalSeconds, new Dictionary<string, double>(ctx.Logged));
         History.Add(record);
         _step++;
+        if (!double.IsFinite(lossValue) && StopOnNonFiniteLoss) throw NonFinite(record, inputs);
         return record;
+    }
+
+    NonFiniteLossException NonFinite(StepRecord record, Tensor inputs)
+    {
+        using var finite = inputs.is_floating_point() ? inputs.isfinite().all() : null;
+        bool inputsFinite = finite is null || finite.item<bool>();
+        var rates = _optimizer.ParamGroups.Select(g => g.LearningRate).Distinct().ToList();
+        var earlier = History.Losses.Take(History.Losses.Length - 1).Where(double.IsFinite).ToList();
+        string cause = !inputsFinite
+            ? "the batch's inputs hold NaN or ±∞: check the data (and its normalisation)"
+            : rates.Any(r => !double.IsFinite(r) || r <= 0)
+                ? $"the learning rate {string.Join(", ", rates)} is not a positive finite number"
+                : earlier.Count > 0 && earlier.Max() > 100 * Math.Max(earlier[0], 1e-12)
+                    ? $"the loss grew from {earlier[0]:G4} to {earlier.Max():G4} before this step: the learning rate ({string.Join(", ", rates)}) is likely too high for this loss's scale"
+                    : $"the inputs are finite and the loss did not grow first: look for log(0) or division by zero in the loss, or a learning rate ({string.Join(", ", rates)}) far too high";
+        return new NonFiniteLossException(
+            $"{History.Name}: the loss is {record.Loss} at step {record.Step} (epoch {record.Epoch}); likely cause: {cause}. " +
+            "Training stopped here; set StopOnNonFiniteLoss = false to keep going (the history keeps the non-finite losses).",
+            record.Step, record.Loss);
     }
 
     // libtorch's own message for a batch on another device than the model is a native stack; name the fix instead
@@ -112,7 +139,7 @@ public sealed class TrainingLoop
     public TrainingHistory Run(Func<int, IEnumerable<(Tensor X, Tensor Y)>> batches, int epochs,
         Func<IReadOnlyDictionary<string, double>>? evaluate = null, long? maxSteps = null)
     {
-        if (epochs < 0) throw new ArgumentOutOfRangeException(nameof(epochs), epochs, "epochs cannot be negative");
+        if (epochs < 1) throw new ArgumentOutOfRangeException(nameof(epochs), epochs, "epochs must be at least 1: a run of no epoch trains and evaluates nothing");
         for (int epoch = 1; epoch <= epochs; epoch++)
         {
             var watch = Stopwatch.StartNew();
@@ -137,4 +164,11 @@ public sealed class TrainingLoop
         }
         return History;
     }
+}
+
+/// <summary>A training step produced a NaN or infinite loss (see <see cref="TrainingLoop.StopOnNonFiniteLoss"/>).</summary>
+public sealed class NonFiniteLossException(string message, long step, double loss) : Exception(message)
+{
+    public long Step { get; } = step;
+    public double Loss { get; } = loss;
 }
