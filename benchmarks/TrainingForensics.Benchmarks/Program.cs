@@ -224,18 +224,24 @@ finally
 if (notebooks)
 {
     string root = RepositoryRoot();
-    Line("Each notebook end to end at its default parameters (in this process, after the warm-up above; outputs written):");
+    Line("Each notebook end to end at its default parameters, each in its own tf-run process as a reader runs it " +
+         "(start-up and Roslyn's first compile included; outputs written), with that process's peak resident memory:");
     Line();
-    Line("| notebook | seconds | status |");
-    Line("|---|---:|---|");
+    Line("| notebook | seconds | peak RSS | status |");
+    Line("|---|---:|---:|---|");
+    // tf-run as built with this benchmark (same configuration and framework: bin/<configuration>/<framework>/)
+    var self = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
+    string tfRun = Path.Combine(root, "lib", "TrainingForensics.Runner", "bin", self.Parent!.Name, self.Name, "tf-run.dll");
+    if (!File.Exists(tfRun)) throw new FileNotFoundException($"tf-run is not built at {tfRun}: build the benchmark (it builds tf-run with it)");
     string outDir = notebooksOut ?? Path.Combine(Path.GetTempPath(), "tf-bench-nb-" + Guid.NewGuid().ToString("N")[..8]);
     try
     {
         foreach (var nb in Directory.GetFiles(Path.Combine(root, "notebooks"), "*.ipynb").OrderBy(p => p, StringComparer.Ordinal))
         {
-            var sw = Stopwatch.StartNew();
-            int rc = RunnerCli.Run([nb, "--out", outDir], TextWriter.Null, Console.Error);
-            Line($"| {Path.GetFileNameWithoutExtension(nb)} | {F(sw.Elapsed.TotalSeconds, "N0")} | {(rc == 0 ? "ok" : $"FAILED (exit {rc})")} |");
+            var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = false, UseShellExecute = false, WorkingDirectory = root };
+            foreach (var a in new[] { tfRun, nb, "--out", outDir, "--device", "cpu" }) start.ArgumentList.Add(a);
+            var (rc, wall, peak) = Machine.RunMeasured(start);
+            Line($"| {Path.GetFileNameWithoutExtension(nb)} | {F(wall, "N0")} | {F(peak)} MiB | {(rc == 0 ? "ok" : $"FAILED (exit {rc})")} |");
         }
     }
     finally
