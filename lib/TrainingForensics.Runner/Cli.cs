@@ -344,10 +344,10 @@ public static class RunnerCli
     {
         int w = Math.Max("notebook".Length, results.Count == 0 ? 0 : results.Max(r => r.Name.Length));
         var sb = new StringBuilder();
-        sb.AppendLine($"{"notebook".PadRight(w)}  {"cells",7}  {"seconds",8}  status");
-        sb.AppendLine($"{new string('-', w)}  {new string('-', 7)}  {new string('-', 8)}  ------");
+        sb.AppendLine($"{"notebook".PadRight(w)}  {"cells",7}  {"claims",6}  {"seconds",8}  status");
+        sb.AppendLine($"{new string('-', w)}  {new string('-', 7)}  {new string('-', 6)}  {new string('-', 8)}  ------");
         foreach (var r in results)
-            sb.AppendLine($"{r.Name.PadRight(w)}  {$"{r.ExecutedCells}/{r.CodeCells}",7}  {r.Elapsed.TotalSeconds.ToString("F1", CultureInfo.InvariantCulture),8}  " +
+            sb.AppendLine($"{r.Name.PadRight(w)}  {$"{r.ExecutedCells}/{r.CodeCells}",7}  {r.Claims.Count,6}  {r.Elapsed.TotalSeconds.ToString("F1", CultureInfo.InvariantCulture),8}  " +
                           r.Status switch
                           {
                               RunStatus.Ok => "ok",

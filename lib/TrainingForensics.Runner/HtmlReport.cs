@@ -31,9 +31,11 @@ public static class HtmlReport
         .status{padding:.4em .8em;border-radius:4px;display:inline-block}
         .status.ok{background:#e6f4ea;color:#137333}.status.failed{background:#fdecea;color:#a50e0e}
         .dataframe-more,.dataframe-shape{color:#666;font-size:12px;margin:.2em 0}
+        details.claims{background:#f3faf5;border:1px solid #cde8d5;border-radius:4px;padding:.4em .8em;margin:.6em 0}
+        details.claims li{list-style:none;margin:.15em 0}details.claims li.failed{color:#a50e0e}
         """;
 
-    public static string Render(Notebook nb, string title, string? error, RunStatus status = RunStatus.Failed)
+    public static string Render(Notebook nb, string title, string? error, RunStatus status = RunStatus.Failed, IReadOnlyList<string>? claims = null)
     {
         bool hasChart = false;
         var body = new StringBuilder();
@@ -41,6 +43,7 @@ public static class HtmlReport
         body.Append(error == null
             ? "<p><span class=\"status ok\">ran without errors</span></p>\n"
             : $"<p><span class=\"status failed\">{StatusWords(status)} — {Esc(error)}</span></p>\n");
+        body.Append(ClaimsList(claims ?? Array.Empty<string>(), error));
         foreach (var cell in nb.Cells.OfType<JsonObject>())
         {
             string type = Notebook.CellType(cell);
@@ -66,6 +69,19 @@ public static class HtmlReport
         if (hasChart) page.Append(PlotlyJs.ScriptTag()).Append('\n');
         page.Append("</head>\n<body>\n").Append(body).Append("</body>\n</html>\n");
         return page.ToString();
+    }
+
+    // every claim the run checked, where a reader looks first; each also shows as a ✓ line in its cell's output
+    static string ClaimsList(IReadOnlyList<string> claims, string? error)
+    {
+        bool failedClaim = error?.Contains("claim failed", StringComparison.Ordinal) == true;
+        if (claims.Count == 0 && !failedClaim) return "<p class=\"claims\">This run checked no claims.</p>\n";
+        var sb = new StringBuilder("<details class=\"claims\" open>\n<summary>")
+            .Append(claims.Count).Append(claims.Count == 1 ? " claim" : " claims").Append(" checked and held")
+            .Append(failedClaim ? "; then one failed (below)" : "").Append("</summary>\n<ul>\n");
+        foreach (var c in claims) sb.Append("<li>✓ ").Append(Esc(c)).Append("</li>\n");
+        if (failedClaim) sb.Append("<li class=\"failed\">").Append(Esc(error!)).Append("</li>\n");
+        return sb.Append("</ul>\n</details>\n").ToString();
     }
 
     static string RenderOutput(JsonObject o, ref bool hasChart)
@@ -143,7 +159,7 @@ public static class HtmlReport
             .Append(thisRun.Count(r => r.Succeeded)).Append(" of ").Append(thisRun.Count).Append(" succeeded");
         if (stoppedBy != null) sb.Append(" (").Append(Esc(stoppedBy)).Append(')');
         sb.Append(".</p>\n<p>Each notebook's last run in this folder:</p>\n")
-            .Append("<table>\n<thead><tr><th>Notebook</th><th>Last status</th><th>Finished (UTC)</th><th>Cells run</th><th>Seconds</th><th>Files</th></tr></thead>\n<tbody>\n");
+            .Append("<table>\n<thead><tr><th>Notebook</th><th>Last status</th><th>Finished (UTC)</th><th>Cells run</th><th>Claims held</th><th>Seconds</th><th>Files</th></tr></thead>\n<tbody>\n");
         foreach (var (name, e) in history)
         {
             string status = Str(e["status"]) ?? "unknown";
@@ -155,15 +171,15 @@ public static class HtmlReport
             string cls = status == "ok" ? "ok" : "failed";
             sb.Append("<tr><td>").Append(Link(html, name)).Append("</td><td><span class=\"status ").Append(cls).Append("\" title=\"").Append(Esc(error)).Append("\">")
                 .Append(Esc(status.Replace('_', ' '))).Append("</span></td><td>").Append(Esc(when))
-                .Append("</td><td>").Append(cells).Append("</td><td>").Append(Number(e["duration_s"], "F1"))
+                .Append("</td><td>").Append(cells).Append("</td><td>").Append(Number(e["claims_held"], "0")).Append("</td><td>").Append(Number(e["duration_s"], "F1"))
                 .Append("</td><td>").Append(Link(ipynb, "ipynb")).Append(" · ").Append(Link(fig, "figures")).Append("</td></tr>\n");
             if (status != "ok" && error.Length > 0)
-                sb.Append("<tr><td colspan=\"6\" style=\"text-align:left;color:#a50e0e\">").Append(Esc(error)).Append("</td></tr>\n");
+                sb.Append("<tr><td colspan=\"7\" style=\"text-align:left;color:#a50e0e\">").Append(Esc(error)).Append("</td></tr>\n");
             if (e["kept_ok"] is JsonObject kept)
             {
                 var kf = kept["files"] as JsonObject;
                 string khtml = Str(kf?["html"]) ?? name + ".html", kipynb = Str(kf?["ipynb"]) ?? name + ".ipynb", kfig = Str(kf?["figures"]) ?? name + ".figures.json";
-                sb.Append("<tr class=\"kept\"><td colspan=\"6\" style=\"text-align:left\">last good run, finished ")
+                sb.Append("<tr class=\"kept\"><td colspan=\"7\" style=\"text-align:left\">last good run, finished ")
                     .Append(Esc((Str(kept["finished_utc"]) ?? "earlier").Replace('T', ' ').TrimEnd('Z'))).Append(" UTC, kept: ")
                     .Append(Link(khtml, khtml)).Append(" · ").Append(Link(kipynb, kipynb)).Append(" · ").Append(Link(kfig, kfig)).Append("</td></tr>\n");
             }

@@ -35,6 +35,8 @@ public sealed record NotebookRunResult(
     public string? KeptGoodRun { get; init; }
     /// <summary>A cell that was asked to stop (time limit, interruption) and still runs on its thread.</summary>
     public bool CellStillRunning { get; init; }
+    /// <summary>The claims the notebook checked and that held (Claim.Passed), in order.</summary>
+    public IReadOnlyList<string> Claims { get; init; } = Array.Empty<string>();
 }
 
 /// <summary>
@@ -320,7 +322,7 @@ public sealed class NotebookExecutor
         string? kept = null;
         try
         {
-            (files, kept) = RunOutputs.Write(outDir, prepared.Name, status, nb, HtmlReport.Render(nb, prepared.Name, error, status),
+            (files, kept) = RunOutputs.Write(outDir, prepared.Name, status, nb, HtmlReport.Render(nb, prepared.Name, error, status, Claim.Passed),
                 RunOutputs.FiguresJson(prepared.Name, status, finished, error));
             if (kept != null)
                 Progress($"[{prepared.Name}] not a good run: its outputs are {files.Notebook}, {files.Html}, {files.Figures}; " +
@@ -337,7 +339,7 @@ public sealed class NotebookExecutor
         return new NotebookRunResult(prepared.Name, prepared.SourcePath, total, executed, watch.Elapsed, status, error,
             Path.Combine(outDir, files.Notebook), Path.Combine(outDir, files.Html), Path.Combine(outDir, files.Figures))
         {
-            FinishedUtc = finished, KeptGoodRun = kept, CellStillRunning = stillRunning,
+            FinishedUtc = finished, KeptGoodRun = kept, CellStillRunning = stillRunning, Claims = Claim.Passed,
         };
     }
 

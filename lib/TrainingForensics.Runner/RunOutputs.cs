@@ -203,6 +203,7 @@ public static class RunHistory
                 ["duration_s"] = Math.Round(r.Elapsed.TotalSeconds, 3),
                 ["cells_run"] = r.ExecutedCells,
                 ["code_cells"] = r.CodeCells,
+                ["claims_held"] = r.Claims.Count,
                 ["error"] = r.Error,
                 ["source"] = r.SourcePath,
                 ["files"] = FilesJson(new RunFiles(Path.GetFileName(r.NotebookPath), Path.GetFileName(r.HtmlPath), Path.GetFileName(r.FiguresPath))),

@@ -58,19 +58,23 @@ public static class Figures
                    ?? throw new KeyNotFoundException($"no figure named '{name}' was recorded");
     }
 
-    /// <summary>Forgets every figure (the runner calls this before each notebook).</summary>
+    /// <summary>Forgets every figure and every claim checked (the runner calls this before each notebook).</summary>
     public static void Reset()
     {
         lock (Gate) Store.Clear();
+        Claim.Reset();
     }
 
-    /// <summary>The figures as a JSON object: { "notebook": …, "figures": { name: { value, unit, description } } }.</summary>
+    /// <summary>
+    /// The figures as a JSON object: { "notebook": …, "figures": { name: { value, unit, description } }, "claims": [ the
+    /// claims checked and held, in order ] }.
+    /// </summary>
     public static string ToJson(string? notebook = null)
     {
         var figures = new Dictionary<string, object?>();
         foreach (var f in All)
             figures[f.Name] = new Dictionary<string, object?> { ["value"] = f.Value, ["unit"] = f.Unit, ["description"] = f.Description };
-        var doc = new Dictionary<string, object?> { ["notebook"] = notebook, ["figures"] = figures };
+        var doc = new Dictionary<string, object?> { ["notebook"] = notebook, ["figures"] = figures, ["claims"] = Claim.Passed };
         return JsonSerializer.Serialize(doc, JsonOptions);
     }
 
@@ -125,9 +129,15 @@ public static class Figures
             Store.RemoveAll(x => x.Name == f.Name);
             Store.Add(f);
         }
+        Rewrite();
+        return f;
+    }
+
+    /// <summary>Rewrites the TF_FIGURES file (a kernel run), if one is named, with everything recorded so far.</summary>
+    internal static void Rewrite()
+    {
         string? path = Environment.GetEnvironmentVariable(PathVariable);
         if (!string.IsNullOrWhiteSpace(path)) WriteJson(path, Path.GetFileNameWithoutExtension(path).Replace(".figures", ""));
-        return f;
     }
 
     internal static string Format(object value) =>

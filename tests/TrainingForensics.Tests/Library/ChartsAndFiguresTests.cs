@@ -107,8 +107,27 @@ public class FiguresTests
 public class ClaimTests
 {
     [Fact]
-    public void Claims_pass_silently_and_fail_with_the_measured_value()
+    public void Claims_show_a_tick_when_they_hold_and_fail_with_a_cross_and_the_measured_value()
     {
+        Claim.Reset();
+        var output = new StringWriter();
+        var saved = Console.Out;
+        Console.SetOut(output);
+        try
+        {
+            Claim.Near(0.79326165, 0.3132617 + 0.48, 1e-6, "frozen loss equals the analytic floor");
+            Assert.Throws<ClaimFailedException>(() => Claim.Below(3, 2, "three below two"));
+        }
+        finally { Console.SetOut(saved); }
+        var lines = output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.StartsWith("✓ frozen loss equals the analytic floor (0.79326165 ≈ 0.7932617 ± 1E-06)", lines[0]);
+        Assert.StartsWith("✗ claim failed: three below two: measured 3, not below 2", lines[1]);
+        Assert.Contains("frozen loss", Assert.Single(Claim.Passed));
+        Assert.Contains("\"claims\"", Figures.ToJson("x")); // the figures JSON lists the claims that held
+        Assert.Contains("frozen loss equals the analytic floor", Figures.ToJson("x"));
+        Figures.Reset();
+        Assert.Empty(Claim.Passed); // a notebook's run starts with none
+
         Claim.Reset();
         Claim.Near(0.79326165, 0.3132617 + 0.48, 1e-6, "frozen loss equals the analytic floor");
         Claim.InRange(0.5, 0, 1, "in range");

@@ -192,3 +192,32 @@ public class OutputTests(ITestOutputHelper log)
         }
     }
 }
+
+public class ClaimPageTests
+{
+    [Fact]
+    public void The_page_and_the_index_list_the_claims_a_run_checked()
+    {
+        using var kit = new RunnerKit();
+        string nb = kit.Write("claims",
+            RunnerKit.Code("TrainingForensics.Results.Claim.That(1 + 1 == 2, \"arithmetic holds\");"),
+            RunnerKit.Code("TrainingForensics.Results.Claim.Near(0.5, 0.5, 0.01, \"a half is a half\");"));
+        var r = kit.Run(nb);
+        Assert.Equal(0, r.ExitCode);
+        string page = File.ReadAllText(Path.Combine(kit.OutDir, "claims.html"));
+        Assert.Contains("2 claims checked and held", page);
+        Assert.Contains("<li>✓ arithmetic holds</li>", page);
+        Assert.Contains("✓ a half is a half", File.ReadAllText(Path.Combine(kit.OutDir, "claims.ipynb"))); // in the cell's output
+        Assert.Contains("arithmetic holds", File.ReadAllText(Path.Combine(kit.OutDir, "claims.figures.json")));
+        Assert.Matches(@"claims\s+2/2\s+2\s+[\d.]+\s+ok", r.Stdout); // the summary's claims column
+        string index = File.ReadAllText(Path.Combine(kit.OutDir, "index.html"));
+        Assert.Contains("<th>Claims held</th>", index);
+        Assert.Contains("</td><td>2</td>", index);
+
+        string failing = kit.Write("failing", RunnerKit.Code("TrainingForensics.Results.Claim.That(true, \"first holds\");\nTrainingForensics.Results.Claim.Below(3, 2, \"three below two\");"));
+        Assert.Equal(1, kit.Run(failing).ExitCode);
+        string failedPage = File.ReadAllText(Path.Combine(kit.OutDir, "failing.html"));
+        Assert.Contains("1 claim checked and held; then one failed", failedPage);
+        Assert.Contains("✗ claim failed: three below two", failedPage);
+    }
+}
