@@ -33,7 +33,7 @@ var env = TorchEnvironment.Setup(seed);
 Console.WriteLine($"TorchSharp {env.TorchSharpVersion}, {env.Threads} thread(s), seed {seed}{(quick ? ", quick subset" : "")}");
 var options = every is { } e ? new DoctorOptions { Every = e } : new DoctorOptions();
 var cases = quick ? ClinicCases.Quick() : ClinicCases.All();
-var report = ClinicRunner.Run(cases, options, seed, measureOverhead: overhead, overheadRounds: quick ? 5 : 9, progress: Console.WriteLine);
+var report = ClinicRunner.Run(cases, options, seed, env.Device, measureOverhead: overhead, overheadRounds: quick ? 5 : 9, progress: Console.WriteLine);
 report.Verbose = verbose;
 Console.WriteLine();
 Console.WriteLine(report);
@@ -42,5 +42,5 @@ if (json != null)
     File.WriteAllText(json, report.ToJson());
     Console.WriteLine($"wrote {json}");
 }
-bool ok = report.Count(ClinicGroup.DesignedBug, "missed") == 0 && report.Count(ClinicGroup.Healthy, "false alarm") == 0;
+bool ok = report.Count(ClinicGroup.DesignedBug, ClinicVerdict.Missed) == 0 && report.Count(ClinicGroup.Healthy, ClinicVerdict.FalseAlarm) == 0;
 return ok ? 0 : 1;

@@ -19,9 +19,9 @@ public class ClinicTests
         Assert.Contains(cases, c => c.Group == ClinicGroup.HeldOutBug);
         var report = ClinicRunner.Run(cases, seed: 1, measureOverhead: false);
         foreach (var r in report.Results.Where(r => r.Case.Group == ClinicGroup.DesignedBug))
-            Assert.True(r.Verdict == "found", $"{r.Case.Name}: {r.Verdict}\n{r.Report}");
+            Assert.True(r.Verdict == ClinicVerdict.Found, $"{r.Case.Name}: {r.Verdict}\n{r.Report}");
         foreach (var r in report.Results.Where(r => r.Case.Group == ClinicGroup.Healthy))
-            Assert.True(r.Verdict == "quiet", $"{r.Case.Name}: {r.Verdict}\n{r.Report}");
+            Assert.True(r.Verdict == ClinicVerdict.Quiet, $"{r.Case.Name}: {r.Verdict}\n{r.Report}");
         var confusion = report.Confusion();
         Assert.Equal(3, (int)confusion.Rows.Count);
         Assert.Equal(report.Results.Count, confusion.Columns["cases"].Cast<int?>().Sum(x => x ?? 0));

@@ -453,6 +453,85 @@ public class DoctorTests
         return doctor.Report().Findings.Select(f => f.Check).ToList();
     }
 
+    [Fact]
+    public void Zero_grad_watch_takes_the_last_trainable_bias_and_tells_a_leftover_gradient_from_its_own()
+    {
+        TorchEnvironment.Reseed(4);
+        Assert.Null(ZeroGradWatch.Find(Sequential(("fc", Linear(4, 3, hasBias: false)), ("relu", ReLU())), every: 1));
+        var frozen = Sequential(("fc", Linear(4, 3)));
+        ((Linear)frozen[0]).bias!.requires_grad = false;
+        Assert.Null(ZeroGradWatch.Find(frozen, every: 1));
+        var model = Sequential(("fc1", Linear(4, 3)), ("relu", ReLU()), ("fc2", Linear(3, 2)), ("out", Linear(2, 2, hasBias: false)));
+        var watch = ZeroGradWatch.Find(model, every: 1)!;
+        Assert.Equal("fc2.bias", watch.Parameter);
+
+        var remove = watch.Hook(() => true);
+        var x = randn(5, 4);
+        Tensor plain;
+        using (no_grad()) plain = model.call(x);
+        for (long step = 0; step < 2; step++)   // the same batch twice, gradients never zeroed, no update in between
+        {
+            watch.Arm(step);
+            var o = model.call(x);
+            Assert.Equal(plain.data<float>().ToArray(), o.detach().data<float>().ToArray()); // the zero leaf changes no value
+            o.sum().backward();
+            if (step == 1)
+            {
+                var v = watch.Vectors(step)!.data<double>().ToArray();
+                var n = watch.Norms(v);
+                // .grad holds two equal gradients and this pass's own is one of them (the leaf's gradient is reduced by
+                // another kernel than the bias's own: equal to float rounding, as the check's tolerance allows)
+                Assert.InRange(n.Leftover / n.Accumulated, 0.5 - 1e-6, 0.5 + 1e-6);
+                Assert.True(n.LeftoverVsPrevious <= GradientsNotZeroed.Tolerance * n.Leftover, $"{n}");
+                Assert.Equal(0, n.Update);                         // no optimiser step between the passes
+            }
+            watch.Keep(step);
+        }
+        remove();
+        watch.Dispose();
+    }
+
+    [Fact]
+    public void Zero_grad_watch_norms_are_those_of_the_gradient_parts_and_the_bias_update()
+    {
+        var model = Sequential(("fc", Linear(2, 2)));
+        var watch = ZeroGradWatch.Find(model, every: 1)!;
+        // [.grad | own | .grad at the previous step | bias then | bias now], two channels
+        var n = watch.Norms(new double[] { 3, 4, 1, 1, 2, 3, 0, 0, 0.3, 0.4 });
+        Assert.Equal(5, n.Accumulated, 12);               // ‖(3, 4)‖
+        Assert.Equal(Math.Sqrt(4 + 9), n.Leftover, 12);   // ‖(3, 4) − (1, 1)‖
+        Assert.Equal(0, n.LeftoverVsPrevious, 12);        // (2, 3) − (2, 3)
+        Assert.Equal(0.5, n.Update, 12);                  // ‖(0.3, 0.4)‖
+    }
+
+    [Fact]
+    public void Dead_unit_count_sums_armed_training_passes_only()
+    {
+        TorchEnvironment.Reseed(6);
+        var model = Sequential(("fc", Linear(4, 6)), ("relu", ReLU()));
+        using (no_grad()) ((Linear)model[0]).bias!.narrow(0, 0, 4).fill_(-100); // 4 of 6 units never fire
+        var count = new DeadUnitCount(model);
+        Assert.True(count.HasRelu);
+        bool watching = true;
+        var removers = count.Hook(() => watching).ToList();
+        var x = rand(8, 4);
+        count.Arm(measured: false);
+        model.call(x);
+        Assert.Null(count.DeadUnits());                    // not a measured step
+        count.Arm(measured: true);
+        watching = false;
+        model.call(x);
+        Assert.Null(count.DeadUnits());                    // not the training's own pass
+        watching = true;
+        model.call(x);
+        Assert.Equal(6, count.Units);
+        Assert.Equal(4, count.DeadUnits()!.item<long>());
+        count.Clear();
+        Assert.Equal(0, count.Units);
+        foreach (var r in removers) r();
+        Assert.False(new DeadUnitCount(Sequential(("fc", Linear(4, 2)))).HasRelu);
+    }
+
     [Theory]
     [InlineData(true)]
     [InlineData(false)]

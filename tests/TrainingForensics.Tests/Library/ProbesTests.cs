@@ -1,5 +1,6 @@
 using TorchSharp;
 using TrainingForensics.Diagnostics;
+using TrainingForensics.Diagnostics.Doctor;
 using TrainingForensics.Models;
 using TrainingForensics.Probes;
 using TrainingForensics.Setup;
@@ -41,6 +42,75 @@ public class ProbesTests
         grads.DetachFrom(loop);
         loop.Step(x, y);
         Assert.Equal(4, grads.Series["fc1.weight"].Count);
+    }
+
+    [Fact]
+    public void Probes_and_doctor_share_one_measurement_and_give_identical_numbers()
+    {
+        TorchEnvironment.Reseed(13);
+        var model = Mlp.Create(new[] { 20, 32, 3 });
+        var opt = optim.SGD(model.parameters(), 0.1, momentum: 0.9);
+        var loop = new TrainingLoop(model, opt, (o, t) => nn.functional.cross_entropy(o, t));
+        var grads = new GradientNorms().AttachTo(loop);
+        var ratios = new UpdateRatios().AttachTo(loop);
+        using var doctor = TrainingDoctor.Attach(model, opt, DoctorOptions.EveryStep).AttachTo(loop);
+        var g = new Generator(3);
+        const int steps = 12;
+        for (int i = 0; i < steps; i++)
+        {
+            using var scope = NewDisposeScope();
+            loop.Step(randn(new long[] { 16, 20 }, generator: g), randint(0, 3, new long[] { 16 }, generator: g));
+        }
+        // the doctor keeps extremes only: the probes' series give the same extremes to the last bit
+        Assert.Equal(grads.Series["fc1.weight"].Min(s => s.Value), doctor.Vitals["min_first_grad_norm"]);
+        // its ratio of step s is measured at step s + 1, so the last step's update is the probe's alone; two weights: median = mean
+        var medians = Enumerable.Range(0, steps - 1).Select(s =>
+        {
+            var r = new[] { ratios.Series["fc1.weight"][s].Value, ratios.Series["fc2.weight"][s].Value }.Order().ToArray();
+            return (r[0] + r[1]) / 2;
+        }).ToList();
+        Assert.Equal(medians.Max(), doctor.Vitals["max_update_ratio"]);
+        Assert.Equal(medians.Min(), doctor.Vitals["min_update_ratio"]);
+    }
+
+    [Fact]
+    public void Weight_snapshot_measures_an_update_of_whole_and_sampled_weights()
+    {
+        var small = new TorchSharp.Modules.Parameter(ones(10, 10));
+        var large = new TorchSharp.Modules.Parameter(ones(300, 300));
+        Assert.Equal(90_000, WeightSnapshot.MeasuredEntries(large, WeightSnapshot.Whole).numel());
+        Assert.Equal(15_000, WeightSnapshot.MeasuredEntries(large, 1 << 16).numel()); // every 6th entry
+        using var snapshot = new WeightSnapshot(new[] { small, large }, 1 << 16);
+        Assert.Throws<InvalidOperationException>(() => snapshot.Distances());
+        var norms = ParameterMeasurement.Read(snapshot.Norms().ToList());
+        Assert.Equal(10.0, norms[0], 5);
+        Assert.Equal(Math.Sqrt(15_000), norms[1], 3); // the sample's norm
+        Assert.Throws<ArgumentException>(() => snapshot.Take(0, norms.AsSpan(0, 1)));
+        snapshot.Take(0, norms);
+        using (no_grad()) { small.add_(0.5); large.mul_(2); } // in place, as an optimiser does: the views follow
+        var distances = ParameterMeasurement.Read(snapshot.Distances().ToList());
+        Assert.Equal(0.5, snapshot.Ratio(0, distances[0]), 6);   // ‖0.5·1‖ / ‖1‖ over 100 entries: 5 / 10
+        Assert.Equal(1.0, snapshot.Ratio(1, distances[1]), 6);   // doubled: ‖ΔW‖ = ‖W‖
+        Assert.True(double.IsNaN(ParameterMeasurement.UpdateRatio(1, 0)));
+        snapshot.Forget();
+        Assert.Null(snapshot.Step);
+    }
+
+    [Fact]
+    public void Gradient_norms_leave_out_parameters_without_a_gradient_and_read_back_in_order()
+    {
+        var a = new TorchSharp.Modules.Parameter(tensor(new float[] { 3, 4 }));
+        var b = new TorchSharp.Modules.Parameter(zeros(2));
+        var c = new TorchSharp.Modules.Parameter(tensor(new double[] { 1, 1 }));
+        (a * 2).sum().backward();
+        (c * 3).sum().backward();
+        var (names, norms) = ParameterMeasurement.GradientNorms(new[] { ("a", a), ("b", b), ("c", c) });
+        Assert.Equal(new[] { "a", "c" }, names);
+        var values = ParameterMeasurement.Read(norms);
+        Assert.Equal(2, values.Length);
+        Assert.Equal(Math.Sqrt(8), values[0], 6);                   // ‖(2, 2)‖
+        Assert.Equal((double)(float)Math.Sqrt(18), values[1]);      // float64 ‖(3, 3)‖ stacked in the first one's precision, then widened
+        Assert.Empty(ParameterMeasurement.Read(new List<Tensor>()));
     }
 
     sealed class AlwaysAbove : Check

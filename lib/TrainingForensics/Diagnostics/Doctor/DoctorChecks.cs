@@ -57,8 +57,11 @@ public sealed class VanishingGradients : Check
     public int Patience { get; }
     public override string Name => "vanishing-gradients";
 
+    /// <param name="step">The training step measured.</param>
     /// <param name="first">‖∇W‖ of the first weight (in forward/parameter order).</param>
     /// <param name="last">‖∇W‖ of the last weight.</param>
+    /// <param name="firstName">The first weight's name, for the finding's text.</param>
+    /// <param name="lastName">The last weight's name.</param>
     public void Observe(long step, double first, double last, string firstName = "first layer", string lastName = "last layer")
     {
         if (!double.IsFinite(first) || !double.IsFinite(last)) { _streak = 0; return; }
@@ -143,6 +146,7 @@ public sealed class DyingRelu : Check
     public int Patience { get; }
     public override string Name => "dying-relu";
 
+    /// <param name="step">The training step measured.</param>
     /// <param name="deadFraction">Dead units / all ReLU units measured.</param>
     /// <param name="units">Number of units measured.</param>
     /// <param name="source">"activations" (forward hooks on ReLU modules) or "gradients" (zero gradient rows).</param>
@@ -319,6 +323,7 @@ public sealed class EvaluationInTrainingMode : Check
     public override string Name => "evaluation-in-training-mode";
 
     /// <summary>One forward pass without gradients in training mode, after training step <paramref name="step"/>.</summary>
+    /// <param name="step">The last training step before the pass.</param>
     /// <param name="layers">The mode-dependent layers it went through (e.g. "2 BatchNorm, 1 dropout").</param>
     public void Observe(long step, string layers)
     {
@@ -358,6 +363,7 @@ public sealed class GradientsNotZeroed : Check
     /// <summary>Relative tolerance of "equals" (float rounding of two sums in different orders is far below it).</summary>
     public const double Tolerance = 1e-3;
 
+    /// <param name="step">The checked training step.</param>
     /// <param name="parameter">The watched bias, e.g. "fc3.bias".</param>
     /// <param name="accumulated">‖.grad‖ after this step's backward pass.</param>
     /// <param name="leftover">‖.grad − this pass's own gradient‖: what .grad held before the pass.</param>

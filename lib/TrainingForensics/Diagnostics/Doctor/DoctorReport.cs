@@ -117,7 +117,7 @@ public sealed class DoctorReport
         return TrainingForensics.Charts.PlotlyFigure.Build(traces, layout);
     }
 
-    static object Clean(double v) => double.IsFinite(v) && v > 0 ? v : null!;
+    static object? Clean(double v) => double.IsFinite(v) && v > 0 ? v : null;
 
     /// <summary>Minimal HTML (a table) for notebook display.</summary>
     public string ToHtml()

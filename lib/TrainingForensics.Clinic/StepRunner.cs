@@ -1,0 +1,54 @@
+using System.Diagnostics;
+using TrainingForensics.Diagnostics.Doctor;
+using TrainingForensics.Setup;
+using static TorchSharp.torch;
+
+namespace TrainingForensics.Clinic;
+
+/// <summary>A clinic case's training that can be advanced a few steps at a time (for the interleaved timing of <see cref="ClinicRunner.MeasureOverhead"/>).</summary>
+internal sealed class StepRunner : IDisposable
+{
+    readonly ClinicSetup _s;
+    readonly TrainingDoctor? _doctor;
+    readonly IEnumerator<(Tensor X, Tensor Y)> _batches;
+    readonly Func<Tensor, Tensor, Tensor> _loss;
+    long _step;
+
+    /// <param name="options">The doctor's options; null: uninstrumented.</param>
+    public StepRunner(ClinicCase c, int seed, DoctorOptions? options, Device device)
+    {
+        TorchEnvironment.Reseed(seed);
+        _s = c.Setup(seed, device);
+        if (options != null) _doctor = TrainingDoctor.Attach(_s.Model, _s.Optimizer, options);
+        _loss = _doctor?.Loss(_s.Loss) ?? _s.Loss;
+        _batches = _s.Batches.GetEnumerator();
+    }
+
+    /// <summary>Runs <paramref name="steps"/> steps; returns the seconds they took.</summary>
+    public double Run(int steps)
+    {
+        var w = Stopwatch.StartNew();
+        for (int i = 0; i < steps; i++, _step++)
+        {
+            using var scope = NewDisposeScope();
+            _batches.MoveNext();
+            var (x, y) = _batches.Current;
+            _s.Model.train();
+            _s.Optimizer.zero_grad();
+            var loss = _loss(_s.Model.call(x), y);
+            loss.backward();
+            _doctor?.Observe(_step);
+            _s.Optimizer.step();
+            _ = loss.item<float>();
+        }
+        return w.Elapsed.TotalSeconds;
+    }
+
+    public void Dispose()
+    {
+        _doctor?.Detach();
+        _batches.Dispose();
+        _s.Owned?.Dispose();
+        _s.Model.Dispose();
+    }
+}
