@@ -41,7 +41,8 @@ public static class ClinicRunner
     {
         if (!s.ZeroGrad) throw new ArgumentException($"case '{c.Name}': the TrainingLoop always zeroes gradients; use the hook-up ClinicHookup.{nameof(ClinicHookup.Wrap)}");
         var losses = new List<double>();
-        var loop = new TrainingLoop(s.Model, s.Optimizer, s.Loss, c.Name);
+        // a diverging case is data for the doctor (its NaN check must see it), not an error of the clinic
+        var loop = new TrainingLoop(s.Model, s.Optimizer, s.Loss, c.Name) { StopOnNonFiniteLoss = false };
         doctor?.AttachTo(loop);
         using var e = s.Batches.GetEnumerator();
         for (long step = 0; step < steps; step++)
