@@ -224,7 +224,8 @@ public sealed class NotebookExecutor
                     OutputSink.SetCell(list);
                     var cellWatch = Stopwatch.StartNew();
                     Progress($"[{prepared.Name}] {c.Label} ({k}/{total}) running…");
-                    using var heartbeat = new Timer(_ => Progress($"[{prepared.Name}] {c.Label} ({k}/{total}) still running, {cellWatch.Elapsed.TotalSeconds:F0} s"),
+                    using var heartbeat = new Timer(_ => Progress($"[{prepared.Name}] {c.Label} ({k}/{total}) still running, {cellWatch.Elapsed.TotalSeconds:F0} s" +
+                                                                  (OutputSink.ProgressText is { } shown ? $": {shown}" : "")),
                         null, Heartbeat, Heartbeat);
                     ResultOutput? result = null;
                     bool magicsOnly = false;

@@ -79,7 +79,23 @@ public static class OutputSink
 
     internal static void SetCell(List<CellOutput>? outputs)
     {
-        lock (Gate) _current = outputs;
+        lock (Gate) { _current = outputs; _progressText = null; }
+    }
+
+    static string? _progressText;
+
+    /// <summary>
+    /// The running cell's latest progress: the text of its last short text display (<c>display("training…")</c> and
+    /// its <c>Update(…)</c>s, the kernel's live-progress pattern), one line; null when it showed none. The runner's
+    /// console repeats it with each "still running" line, so a long cell says what it is doing.
+    /// </summary>
+    internal static string? ProgressText { get { lock (Gate) return _progressText; } }
+
+    static void NoteProgress(object? value)
+    {
+        if (value is not string s || string.IsNullOrWhiteSpace(s)) return;
+        string line = s.Trim().Split('\n')[0];
+        _progressText = line.Length > 160 ? line[..157] + "…" : line;
     }
 
     internal static void End()
@@ -99,6 +115,7 @@ public static class OutputSink
         lock (Gate)
         {
             if (_current == null) return new DisplayHandle(null);
+            NoteProgress(value);
             var output = new DisplayedOutput(bundle);
             _current.Add(output);
             return new DisplayHandle(output);
@@ -109,7 +126,11 @@ public static class OutputSink
     {
         var bundle = FormatSafely(value);
         lock (Gate)
-            if (_open) output.Data = bundle;
+            if (_open)
+            {
+                output.Data = bundle;
+                if (_current != null) NoteProgress(value);
+            }
     }
 
     /// <summary>Appends console text to the running cell (consecutive writes to one stream merge into one output).</summary>

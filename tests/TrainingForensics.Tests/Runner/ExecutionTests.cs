@@ -237,3 +237,22 @@ public class ExecutionTests
         Assert.Empty(Directory.GetFiles(kit.OutDir, "*.tmp*").Concat(Directory.GetFiles(kit.OutDir, ".*")));
     }
 }
+
+public class ProgressForwardingTests
+{
+    [Fact]
+    public void A_long_cell_s_still_running_lines_carry_its_own_progress_text()
+    {
+        using var kit = new RunnerKit();
+        string path = kit.Write("slow",
+            RunnerKit.Code("var p = display(\"training… step 1 of 3\");\nSystem.Threading.Thread.Sleep(700);\np.Update(\"training… step 2 of 3\");\nSystem.Threading.Thread.Sleep(700);"));
+        var progress = new StringWriter();
+        var executor = new NotebookExecutor(TextWriter.Synchronized(progress)) { Heartbeat = TimeSpan.FromMilliseconds(250) };
+        var prepared = NotebookExecutor.Prepare(Notebook.Load(path), "slow", Array.Empty<KeyValuePair<string, string>>(), strictParameters: true);
+        var result = executor.Run(prepared, kit.OutDir);
+        Assert.True(result.Succeeded, result.Error);
+        string text = progress.ToString();
+        Assert.Matches(@"still running, \d+ s: training… step 1 of 3", text);
+        Assert.Matches(@"still running, \d+ s: training… step 2 of 3", text);
+    }
+}
