@@ -281,4 +281,24 @@ public class BatchNormTests
         Assert.Throws<ArgumentException>(() => TrainEvalGapCycles.Analyze(norms.Skip(1).ToList(), curve, null, 3000));
         Assert.Throws<ArgumentException>(() => TrainEvalGapCycles.Analyze(norms, curve, null, 2 * norms[^1].Step));
     }
+
+    [Fact]
+    public void Keypoint_optimizers_decay_the_conv_weights_only_and_keep_each_names_meaning()
+    {
+        TorchEnvironment.Setup(1);
+        var net = ConvBnNet.Create();
+        var momentum = KeypointTraining.MakeOptimizer(net, new KeypointTrainingConfig { Optimizer = "sgd-momentum", WeightDecay = 1e-3 });
+        Assert.IsType<SGD>(momentum);
+        var groups = momentum.ParamGroups.Cast<TorchSharp.Modules.ParamGroup>().Select(g => (SGD.Options)g.Options).ToList();
+        Assert.Equal(new double?[] { 1e-3, 0 }, groups.Select(g => g.weight_decay));
+        Assert.All(groups, g => Assert.Equal(0.9, g.momentum));
+        long convWeights = ConvBnNet.ConvWeights(net).Count();
+        Assert.Equal(convWeights, ((TorchSharp.Modules.ParamGroup)momentum.ParamGroups.First()).Parameters.Count());
+        var plain = KeypointTraining.MakeOptimizer(net, new KeypointTrainingConfig { Optimizer = "sgd" });
+        Assert.Equal(0.0, ((SGD.Options)((TorchSharp.Modules.ParamGroup)plain.ParamGroups.First()).Options).momentum);
+        Assert.IsType<AdamW>(KeypointTraining.MakeOptimizer(net, new KeypointTrainingConfig { Optimizer = "adamw" }));
+        var all = KeypointTraining.MakeOptimizer(net, new KeypointTrainingConfig { WeightDecayOn = "all" });
+        Assert.Single(all.ParamGroups);
+        Assert.Contains("sgd-momentum", Assert.Throws<ArgumentException>(() => new KeypointTrainingConfig { Optimizer = "sgdm" }.Validate()).Message);
+    }
 }

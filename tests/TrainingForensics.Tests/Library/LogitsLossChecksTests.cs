@@ -132,6 +132,7 @@ public class CaseStudy1LogitsLossChecksTests
     {
         var rows = EcgExperiment.FirstStepSweep(new[] { 130, 20_000 }, new EcgRunConfig(), new EcgOptions { Seed = 2 }, records: 32);
         foreach (var r in rows) Assert.InRange(r.Fc1Shift / r.PredictedShift, 0.5, 2.0);
+        Assert.Equal(2, rows.ToDataFrame().Rows.Count);
         Assert.True(rows[1].OutputAfter > 10 * rows[0].OutputAfter);
         Assert.Throws<ArgumentException>(() => EcgExperiment.FirstStepSweep(new[] { 130 }, new EcgRunConfig { Model = "cnn" }, new EcgOptions()));
     }
@@ -139,6 +140,9 @@ public class CaseStudy1LogitsLossChecksTests
     [Fact]
     public void Bad_configurations_are_refused()
     {
+        var unknown = Assert.Throws<ArgumentException>(() => EcgExperiment.CreateModel(new EcgRunConfig { Optimizer = "lbfgs" }, 100)).Message;
+        Assert.Contains("sgd-momentum", unknown);
+        Assert.NotNull(EcgExperiment.CreateModel(new EcgRunConfig { Optimizer = "adamw" }, 100));
         Assert.Contains("unknown loss", Assert.Throws<ArgumentException>(() => EcgExperiment.CreateModel(new EcgRunConfig { Loss = "mse" }, 100)).Message);
         Assert.Contains("softmax over a single output", Assert.Throws<ArgumentException>(() => EcgExperiment.CreateModel(new EcgRunConfig { Loss = "bce", Activation = "softmax" }, 100)).Message);
         Assert.Contains("unknown model", Assert.Throws<ArgumentException>(() => EcgExperiment.CreateModel(new EcgRunConfig { Model = "rnn" }, 100)).Message);
