@@ -133,14 +133,8 @@ public static class ClinicCases
         Sequential m = model;
         if (dropout > 0) m = Sequential(("mlp", (Module<Tensor, Tensor>)model), ("drop", Dropout(dropout)));
         m = OnDevice(m, device);
-        optim.Optimizer opt = optimizer switch
-        {
-            "sgd" => optim.SGD(m.parameters(), lr),
-            "sgdm" => optim.SGD(m.parameters(), lr, momentum: 0.9),
-            "adam" => optim.Adam(m.parameters(), lr),
-            "rmsprop" => optim.RMSProp(m.parameters(), lr),
-            _ => throw new ArgumentException($"unknown optimizer '{optimizer}'"),
-        };
+        // "sgdm" is the suite's short name for SGD with momentum 0.9 (the factory's "sgd-momentum")
+        var opt = Optimizers.Create(optimizer == "sgdm" ? "sgd-momentum" : optimizer, m.parameters(), lr);
         return new ClinicSetup { Model = m, Optimizer = opt, Loss = loss, Batches = MnistBatches(seed, 64, flatten: true, device) };
     }
 

@@ -276,9 +276,61 @@ public class BatchNormTests
         Assert.Equal(late.Count(c => c.EvalAccuracy < 0.9) / (double)late.Count, a.LateLowAccuracyShare, 12);
         Assert.InRange(a.LateCollapseShare, 0.3, 0.95); // neither none nor all: the test data has both kinds
         Assert.Equal(0.001, a.LateMaxTrainModeLoss, 12);
+        Assert.Equal(a.Phases.Min(p => p.EvalLossRise), a.MinEvalLossRise);
+        Assert.True(double.IsNaN(a.MinLossSpike));                            // no step losses given
+        Assert.Equal(2, a.JumpsFrame(zeroLoss: 0.01).Rows.Count);
+        Assert.Equal(2, a.PhasesFrame().Rows.Count);
         // a stricter shrink threshold than the data's 61% counts no cycles
         Assert.Equal(0, TrainEvalGapCycles.Analyze(norms, curve, null, norms[^1].Step, shrink: 0.7).Cycles);
         Assert.Throws<ArgumentException>(() => TrainEvalGapCycles.Analyze(norms.Skip(1).ToList(), curve, null, 3000));
         Assert.Throws<ArgumentException>(() => TrainEvalGapCycles.Analyze(norms, curve, null, 2 * norms[^1].Step));
+    }
+
+    [Fact]
+    public void Keypoint_optimizers_decay_the_conv_weights_only_and_keep_each_names_meaning()
+    {
+        TorchEnvironment.Setup(1);
+        var net = ConvBnNet.Create();
+        var momentum = KeypointTraining.MakeOptimizer(net, new KeypointTrainingConfig { Optimizer = "sgd-momentum", WeightDecay = 1e-3 });
+        Assert.IsType<SGD>(momentum);
+        var groups = momentum.ParamGroups.Cast<TorchSharp.Modules.ParamGroup>().Select(g => (SGD.Options)g.Options).ToList();
+        Assert.Equal(new double?[] { 1e-3, 0 }, groups.Select(g => g.weight_decay));
+        Assert.All(groups, g => Assert.Equal(0.9, g.momentum));
+        long convWeights = ConvBnNet.ConvWeights(net).Count();
+        Assert.Equal(convWeights, ((TorchSharp.Modules.ParamGroup)momentum.ParamGroups.First()).Parameters.Count());
+        var plain = KeypointTraining.MakeOptimizer(net, new KeypointTrainingConfig { Optimizer = "sgd" });
+        Assert.Equal(0.0, ((SGD.Options)((TorchSharp.Modules.ParamGroup)plain.ParamGroups.First()).Options).momentum);
+        Assert.IsType<AdamW>(KeypointTraining.MakeOptimizer(net, new KeypointTrainingConfig { Optimizer = "adamw" }));
+        var all = KeypointTraining.MakeOptimizer(net, new KeypointTrainingConfig { WeightDecayOn = "all" });
+        Assert.Single(all.ParamGroups);
+        Assert.Contains("sgd-momentum", Assert.Throws<ArgumentException>(() => new KeypointTrainingConfig { Optimizer = "sgdm" }.Validate()).Message);
+    }
+
+    [Fact]
+    public void The_fixes_are_measured_on_the_broken_run_and_leave_its_model_as_it_was()
+    {
+        TorchEnvironment.Setup(3);
+        var config = new KeypointTrainingConfig { Name = "broken", Steps = 12, BatchSize = 4, EvalEvery = 6, ProbeSize = 8, WeightDecay = 3e-3, ShadowMomenta = new[] { 0.1 } };
+        var check = new BatchNormDriftCheck();
+        using var broken = KeypointTraining.Train(config, new[] { check });
+        Assert.Equal(DeviceType.CPU, broken.Device.type);
+        var final = broken.Final();
+        var before = ConvBnNet.BatchNorms(broken.Model).Select(b => F(b.Layer.running_var!)).ToList();
+        var fixes = new BatchNormFixes(broken, final, check);
+        fixes.AddMomenta(0.1);
+        fixes.AddBatchStatistics();
+        double best = fixes.AddSingleLayerRecalibration(batches: 2);
+        fixes.AddRecalibration(batches: 2);
+        var messages = new List<string>();
+        var control = fixes.AddRun("no weight decay (control)", config with { Name = "no-decay", WeightDecay = 0, ShadowMomenta = Array.Empty<double>() }, messages.Add);
+        Assert.Equal(before, ConvBnNet.BatchNorms(broken.Model).Select(b => F(b.Layer.running_var!)).ToList());
+        Assert.Equal(new[] { "broken (momentum 0.003)", "BN momentum 0.1", "eval with batch statistics", "BN re-estimation (2 batches)", "no weight decay (control)" },
+            fixes.Rows.Select(r => r.Fix));
+        Assert.Equal(final.TrainModeAccuracy, fixes.EvalAccuracy("eval with batch statistics"));
+        Assert.Equal(best, fixes.BestSingleLayer);
+        Assert.NotNull(control.CheckFired);
+        Assert.Equal(2, messages.Count);                                      // one line per measurement of the run
+        Assert.Equal(5, fixes.ToDataFrame().Rows.Count);
+        Assert.Throws<KeyNotFoundException>(() => fixes["nope"]);
     }
 }

@@ -121,6 +121,12 @@ public class CaseStudy1LogitsLossChecksTests
         Assert.True(bug.Confusion!.SingleClassPredicted);
         double expected = SquashedCrossEntropy.Expected(bug.FinalOutputs, eval.Labels.data<long>().ToArray());
         Assert.InRange(bug.FinalLoss, expected - 5e-7, expected + 5e-7);
+        var analysis = FrozenLossAnalysis.Of(bug, eval);
+        Assert.Equal(expected, analysis.Analytic);
+        Assert.InRange(bug.FinalLoss, analysis.Analytic - analysis.Tolerance, analysis.Analytic + analysis.Tolerance);
+        Assert.Equal(bug.FinalAccuracy, analysis.PredictedClassShare, 12);
+        Assert.False(analysis.IsReportState);                                 // 20 records, not the report's 100
+        Assert.Contains("measured frozen loss", analysis.ToString());
 
         var healthy = EcgExperiment.Run(new EcgRunConfig { Name = "fixed", Model = "cnn", Activation = "none", Standardize = true, Steps = 8, EvaluateEvery = 4, Seed = 1 }, train, eval);
         Assert.True(healthy.Report.Healthy, healthy.Report.ToString());
@@ -132,13 +138,33 @@ public class CaseStudy1LogitsLossChecksTests
     {
         var rows = EcgExperiment.FirstStepSweep(new[] { 130, 20_000 }, new EcgRunConfig(), new EcgOptions { Seed = 2 }, records: 32);
         foreach (var r in rows) Assert.InRange(r.Fc1Shift / r.PredictedShift, 0.5, 2.0);
+        Assert.Equal(2, rows.ToDataFrame().Rows.Count);
         Assert.True(rows[1].OutputAfter > 10 * rows[0].OutputAfter);
         Assert.Throws<ArgumentException>(() => EcgExperiment.FirstStepSweep(new[] { 130 }, new EcgRunConfig { Model = "cnn" }, new EcgOptions()));
     }
 
     [Fact]
+    public void The_fix_comparison_crosses_model_output_and_normalisation()
+    {
+        var names = EcgFixComparison.Variants(new EcgRunConfig { Activation = "sigmoid" }, 30, includeMlp: true).Select(v => v.Name).ToList();
+        Assert.Equal(9, names.Count);
+        Assert.Contains(EcgFixComparison.FixedName, names);
+        Assert.Contains("mlp, sigmoid, raw", names);
+        Assert.Equal(EcgFixComparison.SingleLogitName, names[^1]);
+        Assert.All(EcgFixComparison.Variants(new EcgRunConfig(), 30, includeMlp: true), v => Assert.Equal((30, 10), (v.Steps, v.EvaluateEvery)));
+        Assert.Equal(5, EcgFixComparison.Variants(new EcgRunConfig(), 30, includeMlp: false).Count);
+        // without a bug there is one output per model and normalisation, not the same configuration twice
+        var none = EcgFixComparison.Variants(new EcgRunConfig { Activation = "none" }, 30, includeMlp: true).Select(v => v.Name).ToList();
+        Assert.Equal(none.Distinct(), none);
+        Assert.Equal(5, none.Count);
+    }
+
+    [Fact]
     public void Bad_configurations_are_refused()
     {
+        var unknown = Assert.Throws<ArgumentException>(() => EcgExperiment.CreateModel(new EcgRunConfig { Optimizer = "lbfgs" }, 100)).Message;
+        Assert.Contains("sgd-momentum", unknown);
+        Assert.NotNull(EcgExperiment.CreateModel(new EcgRunConfig { Optimizer = "adamw" }, 100));
         Assert.Contains("unknown loss", Assert.Throws<ArgumentException>(() => EcgExperiment.CreateModel(new EcgRunConfig { Loss = "mse" }, 100)).Message);
         Assert.Contains("softmax over a single output", Assert.Throws<ArgumentException>(() => EcgExperiment.CreateModel(new EcgRunConfig { Loss = "bce", Activation = "softmax" }, 100)).Message);
         Assert.Contains("unknown model", Assert.Throws<ArgumentException>(() => EcgExperiment.CreateModel(new EcgRunConfig { Model = "rnn" }, 100)).Message);

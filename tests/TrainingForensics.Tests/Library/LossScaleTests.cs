@@ -1,4 +1,6 @@
 using TorchSharp;
+using TrainingForensics.CaseStudies.LossScale;
+using TrainingForensics.Data;
 using TrainingForensics.Diagnostics;
 using TrainingForensics.Models;
 using TrainingForensics.Setup;
@@ -131,5 +133,83 @@ public class LossScaleTests
         Assert.Throws<ArgumentOutOfRangeException>(() => LossScale.Read(double.NaN, o, y));
         Assert.Contains("single number", Assert.Throws<ArgumentException>(() => LossScale.Read(Losses.Mse(Reduction.None), o, y)).Message);
         Assert.Throws<ArgumentOutOfRangeException>(() => new LossScaleReportingCheck(0));
+    }
+
+    // ---------------------------------------------------------------- case study 2's experiment (CaseStudies/LossScale)
+
+    static LossScaleExperiment SmallExperiment(MnistData mnist, int epochs = 2) => new(new LossScaleConfig
+    {
+        TrainingSet = mnist.Train.Take(320), TestSet = mnist.Test.Take(200), Epochs = epochs, BatchSize = 32, CheckEvery = 4,
+    });
+
+    [Fact]
+    public void The_experiment_trains_a_run_evaluates_each_epoch_and_keeps_its_model_and_check()
+    {
+        TorchEnvironment.Setup(1);
+        using var mnist = Mnist.Load(TestPaths.MnistDir);
+        var experiment = SmallExperiment(mnist);
+        Assert.Same(experiment.Config.TrainingSet, experiment.TrainingSet);   // on the CPU nothing is copied
+        Assert.Equal(10, experiment.Classes);
+        var run = experiment.Train("quiet", Reduction.Mean, 0.1, "torch", 3, alsoValidateWith: Reduction.SumOverBatch, trackAccuracy: true);
+        Assert.Equal("quiet · seed 3", run.Name);
+        Assert.Equal(2, run.Epochs.Count);
+        Assert.Equal(20, run.Steps.Count);                                    // 320 / 32 per epoch
+        Assert.All(run.Epochs, e => Assert.Contains("test_accuracy", e.Values.Keys));
+        Assert.All(run.Epochs, e => Assert.Contains("test_loss_sum/B", e.Values.Keys));
+        Assert.False(run.Epochs[0].Values.ContainsKey("train_accuracy"));      // only after the last epoch
+        Assert.Contains("train_accuracy", run.Epochs[^1].Values.Keys);
+        Assert.All(run.Steps, st => Assert.Contains("accuracy", st.Values.Keys));
+        Assert.Same(experiment.Models[run.Name], experiment.Models.Single().Value);
+        Assert.True(experiment.Checks[run.Name].Fired);                       // the mean is not the intended Σ/B
+        Assert.Equal(0.1, experiment.Checks[run.Name].Last!.Factor, 4);
+        // the same seed gives the same run; maxSteps stops early
+        var again = experiment.Train("again", Reduction.Mean, 0.1, "torch", 3, maxSteps: 5);
+        Assert.Equal(run.Losses.Take(5), again.Losses);
+        Assert.Single(again.Epochs);
+    }
+
+    [Fact]
+    public void Sigma_over_B_and_the_mean_at_C_times_the_rate_are_one_optimisation_in_the_variant_runs()
+    {
+        TorchEnvironment.Setup(1);
+        using var mnist = Mnist.Load(TestPaths.MnistDir);
+        var experiment = SmallExperiment(mnist);
+        var variants = new LossScaleVariant[]
+        {
+            new("a", "(a)", Reduction.SumOverBatch, 0.01, "torch") { Probed = true, AlsoValidateWith = Reduction.Mean },
+            new("b", "(b)", Reduction.Mean, 0.01, "torch") { Probed = true },
+            new("c", "(c)", Reduction.Mean, 0.1, "torch") { Probed = true },
+            new("d", "(d)", Reduction.Mean, 0.01, "glorot") { TrackAccuracy = true },
+        };
+        var messages = new List<string>();
+        var runs = LossScaleRuns.Train(experiment, variants, new[] { 5, 6 }, messages.Add);
+        Assert.Equal(8, runs.Count);
+        Assert.Equal(9, messages.Count);                                      // one per run, then the summary
+        Assert.StartsWith("trained 8 runs", messages[^1]);
+        Assert.Equal(new[] { "(a) · seed 5", "(a) · seed 6", "(b) · seed 5" }, runs.All.Take(3).Select(r => r.Name));
+        Assert.Equal("(c)", LossScaleRuns.Group(runs["c", 6]));
+        Assert.Equal(new[] { "a", "b", "c" }, runs.GradientNorms.Keys.OrderBy(k => k));   // probes on the first seed only
+        Assert.Contains("test_loss_mean", runs["a", 5].Epochs[0].Values.Keys);
+        Assert.DoesNotContain("test_loss_mean", runs["a", 6].Epochs[0].Values.Keys);
+        // (a) and (c): same weights, same batches, steps equal up to float32 rounding
+        Assert.True(LossScaleExperiment.Drift(runs["a", 5], runs["c", 5], 10, 10) < 1e-5);
+        Assert.True(LossScaleExperiment.Drift(runs["a", 5], runs["b", 5], 10, 10) > 1e-3);
+        // update ratios: (c)'s steps are (a)'s, (b)'s are smaller
+        long epoch = runs["a", 5].Epochs[0].Steps;
+        Assert.Equal(1, runs.MedianUpdateRatio("c", "fc1.weight", epoch) / runs.MedianUpdateRatio("a", "fc1.weight", epoch), 2);
+        Assert.True(runs.MedianUpdateRatio("b", "fc1.weight", epoch) < runs.MedianUpdateRatio("a", "fc1.weight", epoch));
+        Assert.Equal(3, runs.UpdateRatioTable(epoch).Rows.Count);
+        // gaps: two seeds are too few to measure the spread, so the tolerance is one point
+        var gaps = runs.Gaps();
+        Assert.False(gaps.SpreadMeasured);
+        Assert.Equal(0.01, gaps.ToleranceAB);
+        Assert.Equal(runs.TestAccuracy("a").Mean, gaps.A.Mean);
+        Assert.Contains("fixed margin", gaps.ToString());
+        var fit = runs.FitStyleTrainAccuracy("d");
+        Assert.InRange(fit.Mean, 0, 1);
+        var variation = new OptimizerVariation("sgd", 5, runs["a", 5], runs["b", 5], runs["c", 5], 10);
+        Assert.Equal(runs["a", 5].Epochs[^1].Values["test_accuracy"], variation.ReferenceAccuracy);
+        Assert.True(variation.Drift(10).ScaledLr < 1e-5);
+        Assert.Throws<KeyNotFoundException>(() => runs["e", 5]);
     }
 }

@@ -1,4 +1,5 @@
 using TorchSharp;
+using TorchSharp.Modules;
 using TrainingForensics.Models;
 using TrainingForensics.Setup;
 using TrainingForensics.Training;
@@ -129,6 +130,106 @@ public class TrainingTests
         Assert.Throws<ArgumentException>(() => Mlp.Create(new[] { 4, 2 }, "tanh"));
         using var p = Mlp.Create(new[] { 4, 3 }, "softmax").call(randn(2, 4)).sum(1);
         Assert.Equal(1f, p[0].item<float>(), 5);
+    }
+
+    // ---------------------------------------------------------------- the optimiser factory
+
+    static T Options<T>(optim.Optimizer o, int group = 0) where T : class =>
+        (T)(object)((TorchSharp.Modules.ParamGroup)o.ParamGroups.ElementAt(group)).Options;
+
+    [Fact]
+    public void Each_optimizer_name_builds_that_optimizer_with_its_settings()
+    {
+        TorchEnvironment.Reseed(1);
+        var model = Mlp.Create(new[] { 4, 8, 2 });
+        var sgd = Optimizers.Create("sgd", model.parameters(), 0.1);
+        Assert.IsType<SGD>(sgd);
+        Assert.Equal((0.1, 0.0, 0.0), (Options<SGD.Options>(sgd).LearningRate!.Value, Options<SGD.Options>(sgd).momentum!.Value, Options<SGD.Options>(sgd).weight_decay!.Value));
+        var momentum = Optimizers.Create("sgd-momentum", model.parameters(), 0.1, weightDecay: 1e-4);
+        Assert.IsType<SGD>(momentum);
+        Assert.Equal(Optimizers.DefaultSgdMomentum, Options<SGD.Options>(momentum).momentum);
+        Assert.Equal(1e-4, Options<SGD.Options>(momentum).weight_decay);
+        Assert.Equal(0.5, Options<SGD.Options>(Optimizers.Create("sgd-momentum", model.parameters(), 0.1, momentum: 0.5)).momentum);
+        var adam = Optimizers.Create("Adam", model.parameters(), 1e-3, weightDecay: 2e-3);   // names are case-insensitive
+        Assert.IsType<Adam>(adam);
+        Assert.Equal((1e-3, 0.9, 0.999, 1e-8, 2e-3), (Options<Adam.Options>(adam).LearningRate!.Value, Options<Adam.Options>(adam).beta1!.Value,
+            Options<Adam.Options>(adam).beta2!.Value, Options<Adam.Options>(adam).eps!.Value, Options<Adam.Options>(adam).weight_decay!.Value));
+        var adamw = Optimizers.Create("adamw", model.parameters(), 1e-3, weightDecay: 0.01);
+        Assert.IsType<AdamW>(adamw);
+        Assert.Equal(0.01, Options<AdamW.Options>(adamw).weight_decay);
+        var rmsprop = Optimizers.Create("rmsprop", model.parameters(), 1e-3);
+        Assert.IsType<RMSProp>(rmsprop);
+        Assert.Equal((0.99, 0.0), (Options<RMSProp.Options>(rmsprop).alpha!.Value, Options<RMSProp.Options>(rmsprop).momentum!.Value));
+        // groups keep their own weight decay; an empty group is left out
+        var weights = model.named_parameters().Where(p => p.name.EndsWith("weight")).Select(p => p.parameter).ToList();
+        var biases = model.named_parameters().Where(p => p.name.EndsWith("bias")).Select(p => p.parameter).ToList();
+        var grouped = Optimizers.Create("sgd-momentum", new (IEnumerable<Parameter>, double)[] { (weights, 1e-3), (biases, 0), (new List<Parameter>(), 5) }, 0.1);
+        Assert.Equal(2, grouped.ParamGroups.Count());
+        Assert.Equal(1e-3, Options<SGD.Options>(grouped, 0).weight_decay);
+        Assert.Equal(0.0, Options<SGD.Options>(grouped, 1).weight_decay);
+    }
+
+    [Fact]
+    public void An_unknown_optimizer_is_refused_with_the_valid_names_and_bad_settings_too()
+    {
+        TorchEnvironment.Reseed(1);
+        var p = Mlp.Create(new[] { 4, 2 }).parameters();
+        var e = Assert.Throws<ArgumentException>(() => Optimizers.Create("lbfgs", p, 0.1));
+        Assert.Contains("'lbfgs'", e.Message);
+        Assert.All(Optimizers.Names, n => Assert.Contains(n, e.Message));
+        Assert.Equal(new[] { "sgd", "sgd-momentum", "adam", "adamw", "rmsprop" }, Optimizers.Names);
+        Assert.Contains("beta1", Assert.Throws<ArgumentException>(() => Optimizers.Create("adam", p, 1e-3, momentum: 0.9)).Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => Optimizers.Create("sgd", p, 0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Optimizers.Create("sgd", p, 0.1, weightDecay: -1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Optimizers.Create("sgd-momentum", p, 0.1, momentum: 0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Optimizers.Create("rmsprop", p, 0.1, momentum: 1));
+        Assert.Equal("adamw", Optimizers.Validate(" AdamW "));
+    }
+
+    [Theory]
+    [InlineData("sgd")]
+    [InlineData("sgd-momentum")]
+    [InlineData("adam")]
+    [InlineData("adamw")]
+    [InlineData("rmsprop")]
+    public void A_factory_optimizer_steps_bit_for_bit_as_torchsharps_own(string name)
+    {
+        const double lr = 0.01, decay = 1e-3;
+        optim.Optimizer Direct(IEnumerable<Parameter> p) => name switch
+        {
+            "sgd" => optim.SGD(p, lr, weight_decay: decay),
+            "sgd-momentum" => optim.SGD(p, lr, momentum: 0.9, weight_decay: decay),
+            "adam" => optim.Adam(p, lr, weight_decay: decay),
+            "adamw" => optim.AdamW(p, lr, weight_decay: decay),
+            _ => optim.RMSProp(p, lr, weight_decay: decay),
+        };
+        var (x, y) = Blobs(64, 3);
+        float[] Train(Func<IEnumerable<Parameter>, optim.Optimizer> make)
+        {
+            TorchEnvironment.Reseed(4);
+            var model = Mlp.Create(new[] { 4, 8, 2 });
+            var loop = new TrainingLoop(model, make(model.parameters()), (o, t) => nn.functional.cross_entropy(o, t));
+            foreach (var (bx, by) in Batches(x, y, 16)) loop.Step(bx, by);
+            return model.parameters().SelectMany(p => p.detach().data<float>().ToArray()).ToArray();
+        }
+        Assert.Equal(Train(Direct), Train(p => Optimizers.Create(name, p, lr, weightDecay: decay)));
+    }
+
+    [Fact]
+    public void AdamW_decays_the_weights_decoupled_while_Adam_adds_the_decay_to_the_gradient()
+    {
+        // a loss that does not depend on the weight: the only force on it is the decay
+        Tensor Step(string name)
+        {
+            var w = new Parameter(full(new long[] { 3 }, 2.0f));
+            var opt = Optimizers.Create(name, new[] { w }, 0.1, weightDecay: 0.5);
+            (w * 0).sum().backward();
+            opt.step();
+            return w.detach();
+        }
+        // AdamW: w·(1 − lr·λ) and no Adam step (zero gradient); Adam: the decay is the gradient, normalised to a step of ~lr
+        Assert.Equal(2.0 * (1 - 0.1 * 0.5), Step("adamw")[0].item<float>(), 5);
+        Assert.Equal(2.0 - 0.1, Step("adam")[0].item<float>(), 4);
     }
 }
 

@@ -21,11 +21,18 @@ public sealed record KeypointTrainingConfig
     public int Seed { get; init; } = 42;
     public int Steps { get; init; } = 1500;
     public int BatchSize { get; init; } = 8;
-    /// <summary>"adam" or "sgd" (SGD with momentum <see cref="SgdMomentum"/>).</summary>
+    /// <summary>
+    /// One of <see cref="Optimizers.Names"/>: the report's "adam", "sgd-momentum" (the summed-loss comparison), "adamw"
+    /// (decoupled decay), "sgd", "rmsprop".
+    /// </summary>
     public string Optimizer { get; init; } = "adam";
     public double LearningRate { get; init; } = 1e-3;
-    public double SgdMomentum { get; init; } = 0.9;
-    /// <summary>Coupled L2 weight decay (the optimiser's weight_decay: λ·W added to the gradient).</summary>
+    /// <summary>Momentum of "sgd-momentum" (and of "sgd"/"rmsprop" when set); null: the optimiser's default (0.9 for sgd-momentum).</summary>
+    public double? Momentum { get; init; }
+    /// <summary>
+    /// Weight decay λ, the optimiser's weight_decay: coupled L2 (λ·W added to the gradient) for every optimiser but
+    /// "adamw", which decays decoupled (W shrinks by lr·λ·W beside the step).
+    /// </summary>
     public double WeightDecay { get; init; } = 1e-3;
     /// <summary>"conv" (convolution weights only, as TF-slim's scope does) or "all".</summary>
     public string WeightDecayOn { get; init; } = "conv";
@@ -41,12 +48,14 @@ public sealed record KeypointTrainingConfig
     /// <summary>Extra BN momenta whose running statistics are shadowed during the run (see <see cref="BatchNormShadow"/>).</summary>
     public double[] ShadowMomenta { get; init; } = Array.Empty<double>();
     public ConvBnOptions? Net { get; init; }
+    /// <summary>Where the model and the images live (null: <see cref="TorchEnvironment.CurrentDevice"/>).</summary>
+    public Device? Device { get; init; }
 
     public void Validate()
     {
         if (Steps < 1) throw new ArgumentOutOfRangeException(nameof(Steps), Steps, "need at least one step");
         if (BatchSize < 2) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "BatchNorm needs batches of at least 2");
-        if (Optimizer?.ToLowerInvariant() is not ("adam" or "sgd")) throw new ArgumentException($"unknown optimizer '{Optimizer}': use adam or sgd");
+        Optimizers.Validate(Optimizer);
         if (!(LearningRate > 0)) throw new ArgumentOutOfRangeException(nameof(LearningRate), LearningRate, "learning rate must be positive");
         if (!(WeightDecay >= 0)) throw new ArgumentOutOfRangeException(nameof(WeightDecay), WeightDecay, "weight decay cannot be negative");
         if (WeightDecayOn?.ToLowerInvariant() is not ("conv" or "all")) throw new ArgumentException($"unknown weight-decay scope '{WeightDecayOn}': use conv or all");
@@ -62,15 +71,17 @@ public sealed record KeypointTrainingConfig
 /// <summary>What a <see cref="KeypointTraining"/> run produced. Owns the model and data; dispose when done.</summary>
 public sealed class KeypointTrainingRun : IDisposable
 {
-    internal KeypointTrainingRun(KeypointTrainingConfig config, Sequential model, TrainingLoop loop, KeypointSet eval, KeypointSet probe,
+    internal KeypointTrainingRun(KeypointTrainingConfig config, Device device, Sequential model, TrainingLoop loop, KeypointSet eval, KeypointSet probe,
         KeypointSet? train, KeypointGenerator generator, BatchNormProbe bn, BatchNormShadow? shadow, List<TrainEvalGapResult> curve,
         double seconds)
     {
-        Config = config; Model = model; Loop = loop; EvalSet = eval; ProbeSet = probe; TrainingSet = train; Generator = generator;
+        Config = config; Device = device; Model = model; Loop = loop; EvalSet = eval; ProbeSet = probe; TrainingSet = train; Generator = generator;
         BatchNorm = bn; Shadow = shadow; Curve = curve; Seconds = seconds;
     }
 
     public KeypointTrainingConfig Config { get; }
+    /// <summary>The device the model and the image sets are on.</summary>
+    public Device Device { get; }
     public Sequential Model { get; }
     public TrainingLoop Loop { get; }
     /// <summary>Held-out images (256 by default) for the final numbers.</summary>
@@ -92,7 +103,7 @@ public sealed class KeypointTrainingRun : IDisposable
 
     /// <summary>
     /// Training batches for recalibration: drawn from the finite training set (reshuffled) or fresh from the
-    /// training generator (indices after those used in training).
+    /// training generator (indices after those used in training), on the run's device.
     /// </summary>
     public IEnumerable<Tensor> TrainingBatches(int count)
     {
@@ -113,7 +124,7 @@ public sealed class KeypointTrainingRun : IDisposable
             {
                 var (x, y) = Generator.Batch(Config.Steps + 1 + i, Config.BatchSize);
                 y.Dispose();
-                yield return x;
+                yield return x.MovedTo(Device);
             }
     }
 
@@ -140,13 +151,15 @@ public static class KeypointTraining
     {
         ArgumentNullException.ThrowIfNull(config);
         config.Validate();
+        var device = Placement.Resolve(config.Device);
         TorchEnvironment.Reseed(config.Seed);
         var netOptions = (config.Net ?? new ConvBnOptions()) with { BnMomentum = config.BnMomentum };
-        var model = ConvBnNet.Create(netOptions);
+        var model = ConvBnNet.Create(netOptions).On(device);
         var generator = new KeypointGenerator(config.Seed, new KeypointOptions());
-        var evalSet = new KeypointGenerator(unchecked(config.Seed + 1_000_003)).Generate(EvalSize);
+        // The image sets go to the device once; fresh batches (endless data) are drawn on the CPU and moved per step.
+        var evalSet = new KeypointGenerator(unchecked(config.Seed + 1_000_003)).Generate(EvalSize).MovedTo(device);
         var probe = evalSet.Take(config.ProbeSize);
-        var train = config.TrainingSetSize > 0 ? generator.Generate(config.TrainingSetSize) : null;
+        var train = config.TrainingSetSize > 0 ? generator.Generate(config.TrainingSetSize).MovedTo(device) : null;
         var optimizer = MakeOptimizer(model, config);
         bool sum = config.Reduction.Equals("sum", StringComparison.OrdinalIgnoreCase);
         var loop = new TrainingLoop(model, optimizer,
@@ -166,7 +179,11 @@ public static class KeypointTraining
                 using (var scope = NewDisposeScope())
                 {
                     Tensor x, y;
-                    if (train is null) (x, y) = generator.Batch(step, config.BatchSize);
+                    if (train is null)
+                    {
+                        (x, y) = generator.Batch(step, config.BatchSize);
+                        (x, y) = (x.On(device), y.On(device));
+                    }
                     else
                     {
                         if (epoch is null || !epoch.MoveNext())
@@ -192,27 +209,20 @@ public static class KeypointTraining
             }
         }
         finally { epoch?.Dispose(); }
-        return new KeypointTrainingRun(config, model, loop, evalSet, probe, train, generator, bn, shadow, curve, watch.Elapsed.TotalSeconds);
+        return new KeypointTrainingRun(config, device, model, loop, evalSet, probe, train, generator, bn, shadow, curve, watch.Elapsed.TotalSeconds);
     }
 
-    /// <summary>Adam or SGD-momentum with coupled L2 weight decay on the convolution weights (or on everything).</summary>
+    /// <summary>
+    /// The configured optimiser (<see cref="Optimizers.Create(string, IEnumerable{ValueTuple{IEnumerable{Parameter}, double}}, double, double?)"/>)
+    /// with the weight decay on the convolution weights only (the head's excepted), or on everything.
+    /// </summary>
     public static optim.Optimizer MakeOptimizer(Sequential model, KeypointTrainingConfig config)
     {
         bool all = config.WeightDecayOn.Equals("all", StringComparison.OrdinalIgnoreCase);
         var decayed = model.named_parameters().Where(p => all || (p.parameter.dim() == 4 && !p.name.StartsWith("head"))).Select(p => p.parameter).ToList();
         var decayedSet = new HashSet<Parameter>(decayed);
         var rest = model.parameters().Where(p => !decayedSet.Contains(p)).ToList();
-        double lr = config.LearningRate, wd = config.WeightDecay;
-        if (config.Optimizer.Equals("adam", StringComparison.OrdinalIgnoreCase))
-        {
-            Adam.Options Opt(double decay) => new() { LearningRate = lr, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = decay, amsgrad = false, maximize = false };
-            var groups = new List<Adam.ParamGroup> { new(decayed, Opt(wd)) };
-            if (rest.Count > 0) groups.Add(new Adam.ParamGroup(rest, Opt(0)));
-            return optim.Adam(groups, lr);
-        }
-        SGD.Options SOpt(double decay) => new() { LearningRate = lr, momentum = config.SgdMomentum, dampening = 0, weight_decay = decay, nesterov = false, maximize = false };
-        var sgroups = new List<SGD.ParamGroup> { new(decayed, SOpt(wd)) };
-        if (rest.Count > 0) sgroups.Add(new SGD.ParamGroup(rest, SOpt(0)));
-        return optim.SGD(sgroups, lr);
+        return Optimizers.Create(config.Optimizer, new (IEnumerable<Parameter>, double)[] { (decayed, config.WeightDecay), (rest, 0) },
+            config.LearningRate, config.Momentum);
     }
 }

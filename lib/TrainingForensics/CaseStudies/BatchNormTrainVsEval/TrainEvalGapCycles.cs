@@ -1,4 +1,6 @@
+using Microsoft.Data.Analysis;
 using TrainingForensics.Probes;
+using TrainingForensics.Results;
 
 namespace TrainingForensics.CaseStudies.BatchNormTrainVsEval;
 
@@ -47,7 +49,46 @@ public sealed record ShrinkPhase(long FromStep, long ToStep, double NormFrom, do
 /// <param name="LateMaxEvalLoss">Largest eval loss over the late measurements.</param>
 public sealed record GapCycleAnalysis(IReadOnlyList<(long Step, double Norm)> Norms, IReadOnlyList<WeightNormJump> Jumps,
     IReadOnlyList<ShrinkPhase> Phases, int Cycles, long LateFrom, int LatePoints, double LateCollapseShare, double LateLowAccuracyShare,
-    double LateTrainModeAccuracy, double LateMaxTrainModeLoss, double LateMaxEvalLoss);
+    double LateTrainModeAccuracy, double LateMaxTrainModeLoss, double LateMaxEvalLoss)
+{
+    /// <summary>The smallest eval-loss rise over the shrink phases (NaN without phases).</summary>
+    public double MinEvalLossRise => Phases.Count > 0 ? Phases.Min(p => p.EvalLossRise) : double.NaN;
+
+    /// <summary>The smallest training-loss spike over the jumps, in median step losses (NaN without jumps).</summary>
+    public double MinLossSpike => Jumps.Count > 0 ? Jumps.Min(j => j.LossSpike) : double.NaN;
+
+    /// <summary>One row per jump: its steps, the norm's rise, the shrink before it, its loss spike and its peak eval loss over <paramref name="zeroLoss"/>.</summary>
+    public DataFrame JumpsFrame(double zeroLoss) => new(
+        new Int64DataFrameColumn("from_step", Jumps.Select(j => j.LowStep)), new Int64DataFrameColumn("to_step", Jumps.Select(j => j.HighStep)),
+        new DoubleDataFrameColumn("norm_rise", Jumps.Select(j => Math.Round(j.Rise, 2))),
+        new DoubleDataFrameColumn("shrink_before", Jumps.Select(j => Math.Round(j.ShrinkBefore, 2))),
+        new DoubleDataFrameColumn("loss_spike", Jumps.Select(j => Math.Round(j.LossSpike, 1))),
+        new DoubleDataFrameColumn("peak_eval_loss_over_zero_output", Jumps.Select(j => Math.Round(j.PeakEvalLoss / zeroLoss, 2))));
+
+    /// <summary>One row per shrink phase: its steps, the norm at its ends, the eval loss's rise and the largest train-mode loss.</summary>
+    public DataFrame PhasesFrame() => new(
+        new Int64DataFrameColumn("phase_from", Phases.Select(p => p.FromStep)), new Int64DataFrameColumn("phase_to", Phases.Select(p => p.ToStep)),
+        new DoubleDataFrameColumn("norm_from", Phases.Select(p => Math.Round(p.NormFrom, 2))), new DoubleDataFrameColumn("norm_to", Phases.Select(p => Math.Round(p.NormTo, 2))),
+        new DoubleDataFrameColumn("eval_loss_rise", Phases.Select(p => Math.Round(p.EvalLossRise, 1))),
+        new DoubleDataFrameColumn("max_train_mode_loss", Phases.Select(p => Math.Round(p.MaxTrainModeLoss, 5))));
+
+    /// <summary>
+    /// Records regime B's figures (with the default thresholds of <see cref="TrainEvalGapCycles.Analyze(KeypointTrainingRun, double, int, double, double, double, double, int)"/>):
+    /// the run's <paramref name="steps"/>, cycles, late shares, the smallest rise and spike, and the late maxima over <paramref name="zeroLoss"/>.
+    /// </summary>
+    public void Record(long steps, double zeroLoss)
+    {
+        Figures.Record("regime_b_steps", steps, "steps");
+        Figures.Record("regime_b_cycles", (long)Cycles, null, "conv-weight-norm jumps (≥25% within 2 measurements) after a shrink of ≥30%");
+        Figures.Record("regime_b_late_collapse_share", LateCollapseShare, null, "late evaluation points with eval loss > 1.5× train-mode loss");
+        Figures.Record("regime_b_late_low_accuracy_share", LateLowAccuracyShare, null, "late evaluation points with eval accuracy < 0.9");
+        Figures.Record("regime_b_late_train_mode_accuracy", LateTrainModeAccuracy);
+        Figures.Record("regime_b_min_eval_loss_rise_per_phase", MinEvalLossRise, "×");
+        Figures.Record("regime_b_min_loss_spike_at_jumps", MinLossSpike, "× median step loss");
+        Figures.Record("regime_b_late_max_train_mode_loss_over_zero_output", LateMaxTrainModeLoss / zeroLoss, "×");
+        Figures.Record("regime_b_late_max_eval_loss_over_zero_output", LateMaxEvalLoss / zeroLoss, "×");
+    }
+}
 
 /// <summary>
 /// Finds the recurring cycles of a long BatchNorm run with weight decay: the decay shrinks the (scale-invariant) conv

@@ -1,10 +1,12 @@
 using System.Diagnostics;
+using Microsoft.Data.Analysis;
 using TorchSharp;
 using TrainingForensics.Data;
 using TrainingForensics.Diagnostics;
 using TrainingForensics.Metrics;
 using TrainingForensics.Models;
 using TrainingForensics.Probes;
+using TrainingForensics.Setup;
 using TrainingForensics.Training;
 using static TorchSharp.torch;
 
@@ -23,7 +25,7 @@ public sealed record EcgRunConfig
     public string Loss { get; init; } = "ce";
     /// <summary>Standardise each record (mean 0, std 1) before the model sees it.</summary>
     public bool Standardize { get; init; }
-    /// <summary>"adam" or "sgd".</summary>
+    /// <summary>One of <see cref="Optimizers.Names"/> (the case study compares "adam" with "sgd").</summary>
     public string Optimizer { get; init; } = "adam";
     public double LearningRate { get; init; } = 1e-3;
     public int BatchSize { get; init; } = 32;
@@ -33,6 +35,8 @@ public sealed record EcgRunConfig
     public int Hidden { get; init; } = 32;
     /// <summary>Seeds the weights and the batch order.</summary>
     public int Seed { get; init; } = 42;
+    /// <summary>Where the model and the records live (null: <see cref="TorchEnvironment.CurrentDevice"/>).</summary>
+    public Device? Device { get; init; }
 
     public int Outputs => Loss == "bce" ? 1 : 2;
 
@@ -42,7 +46,7 @@ public sealed record EcgRunConfig
         if (Activation is not ("none" or "sigmoid" or "softmax")) throw new ArgumentException($"unknown activation '{Activation}': use none, sigmoid or softmax");
         if (Loss is not ("ce" or "ce-onehot" or "bce")) throw new ArgumentException($"unknown loss '{Loss}': use ce, ce-onehot or bce");
         if (Loss == "bce" && Activation == "softmax") throw new ArgumentException("a softmax over a single output is always 1: use sigmoid or none with the bce loss");
-        if (Optimizer is not ("adam" or "sgd")) throw new ArgumentException($"unknown optimizer '{Optimizer}': use adam or sgd");
+        Optimizers.Validate(Optimizer);
         if (!(LearningRate > 0)) throw new ArgumentOutOfRangeException(nameof(LearningRate), LearningRate, "learning rate must be positive");
         if (BatchSize < 1 || Steps < 1 || EvaluateEvery < 1 || Hidden < 1)
             throw new ArgumentException($"batch size ({BatchSize}), steps ({Steps}), evaluation cadence ({EvaluateEvery}) and hidden size ({Hidden}) must be positive");
@@ -79,14 +83,20 @@ public sealed class EcgRun
 /// </summary>
 public static class EcgExperiment
 {
-    /// <summary>The model a configuration describes, for records of <paramref name="length"/> samples.</summary>
+    /// <summary>The model a configuration describes, for records of <paramref name="length"/> samples, on its device.</summary>
     public static nn.Module<Tensor, Tensor> CreateModel(EcgRunConfig c, int length)
     {
         c.Validate();
-        return c.Model == "mlp"
+        // Initialised on the CPU and then moved, so a seed gives the same weights on every device.
+        nn.Module<Tensor, Tensor> model = c.Model == "mlp"
             ? Mlp.Create(new[] { length, c.Hidden, c.Outputs }, c.Activation)
             : new StridedConvNet(c.Outputs, output: c.Activation);
+        return model.On(Placement.Resolve(c.Device));
     }
+
+    /// <summary>The optimiser a configuration names, over <paramref name="model"/>'s parameters.</summary>
+    static optim.Optimizer CreateOptimizer(EcgRunConfig c, nn.Module<Tensor, Tensor> model) =>
+        Optimizers.Create(c.Optimizer, model.parameters(), c.LearningRate);
 
     /// <summary>The loss a configuration names, taking (model outputs, class-index targets).</summary>
     public static Func<Tensor, Tensor, Tensor> CreateLoss(string loss) => loss switch
@@ -97,22 +107,54 @@ public static class EcgExperiment
         _ => throw new ArgumentException($"unknown loss '{loss}': use ce, ce-onehot or bce"),
     };
 
+    /// <summary>Named data sets as a table: records, samples per record, AF records and the mean level (mV, 4 decimals).</summary>
+    public static DataFrame DataTable(IEnumerable<(string Name, EcgSet Set)> sets)
+    {
+        var list = sets.ToList();
+        return new DataFrame(
+            new StringDataFrameColumn("set", list.Select(s => s.Name)),
+            new Int64DataFrameColumn("records", list.Select(s => s.Set.Count)),
+            new Int64DataFrameColumn("samples", list.Select(s => s.Set.Length)),
+            new Int64DataFrameColumn("AF", list.Select(s => s.Set.AfCount)),
+            new DoubleDataFrameColumn("mean (mV)", list.Select(s => Math.Round(s.Set.MeanMv, 4))));
+    }
+
     /// <summary>Predicted classes from outputs: argmax of two columns; a single column is class 1 above 0 (logit) or 0.5 (sigmoid).</summary>
     public static Tensor Predict(Tensor outputs, string activation) =>
         outputs.shape[1] == 1 ? outputs.squeeze(1).gt(activation == "sigmoid" ? 0.5 : 0.0).to_type(ScalarType.Int64) : outputs.argmax(1);
 
+    /// <summary>
+    /// Trains <paramref name="config"/> on <paramref name="train"/>, evaluating on <paramref name="eval"/>. Sets that are
+    /// not on the config's device are copied there once for the run (hand over sets already there to skip the copy).
+    /// </summary>
     public static EcgRun Run(EcgRunConfig config, EcgSet train, EcgSet eval, string? tensorBoardDir = null, IEnumerable<long>? keepOutputSteps = null)
     {
         ArgumentNullException.ThrowIfNull(config);
         config.Validate();
         if (train.Length != eval.Length) throw new ArgumentException($"training records have {train.Length} samples, evaluation records {eval.Length}");
+        var device = Placement.Resolve(config.Device);
+        var trainOn = train.On(device);
+        var evalOn = eval.On(device);
+        try
+        {
+            return Run(config, trainOn, evalOn, device, tensorBoardDir, keepOutputSteps);
+        }
+        finally
+        {
+            if (!ReferenceEquals(trainOn, train)) trainOn.Dispose();
+            if (!ReferenceEquals(evalOn, eval)) evalOn.Dispose();
+        }
+    }
+
+    static EcgRun Run(EcgRunConfig config, EcgSet train, EcgSet eval, Device device, string? tensorBoardDir, IEnumerable<long>? keepOutputSteps)
+    {
         var watch = Stopwatch.StartNew();
-        Setup.TorchEnvironment.Reseed(config.Seed);
-        var model = CreateModel(config, (int)train.Length);
-        var optimizer = config.Optimizer == "adam"
-            ? (optim.Optimizer)optim.Adam(model.parameters(), config.LearningRate)
-            : optim.SGD(model.parameters(), config.LearningRate);
+        TorchEnvironment.Reseed(config.Seed);
+        var model = CreateModel(config with { Device = device }, (int)train.Length);
+        var optimizer = CreateOptimizer(config, model);
         var lossFn = CreateLoss(config.Loss);
+        // The checks count classes and the confusion matrix reads predictions on the CPU.
+        var evalLabels = eval.Labels.On(CPU);
         var loop = new TrainingLoop(model, optimizer, lossFn, config.Name);
         var run = new EcgRun
         {
@@ -145,12 +187,12 @@ public static class EcgExperiment
                 step++;
                 if (step % config.EvaluateEvery == 0 || step == config.Steps)
                 {
-                    var (loss, accuracy, _) = Evaluate(run, model, eval, lossFn, final: step == config.Steps);
+                    var (loss, accuracy, _) = Evaluate(run, model, eval, evalLabels, lossFn, final: step == config.Steps);
                     run.EvalSteps.Add(step - 1);
                     run.EvalLosses.Add(loss);
                     run.EvalAccuracies.Add(accuracy);
                     frozen.Observe(step - 1, loss);
-                    floor.Observe(step - 1, loss, eval.Labels);
+                    floor.Observe(step - 1, loss, evalLabels);
                     board?.Scalar("eval/loss", loss, step - 1);
                     board?.Scalar("eval/accuracy", accuracy, step - 1);
                 }
@@ -162,7 +204,7 @@ public static class EcgExperiment
     }
 
     static (float Loss, double Accuracy, ConfusionMatrix Confusion) Evaluate(EcgRun run, nn.Module<Tensor, Tensor> model, EcgSet eval,
-        Func<Tensor, Tensor, Tensor> lossFn, bool final)
+        Tensor labelsOnCpu, Func<Tensor, Tensor, Tensor> lossFn, bool final)
     {
         model.eval();
         try
@@ -173,11 +215,11 @@ public static class EcgExperiment
             var x = run.Config.Standardize ? EcgSet.Standardize(eval.Signals) : eval.Signals;
             var outputs = model.call(x);
             float loss = lossFn(outputs, eval.Labels).item<float>();
-            var confusion = ConfusionMatrix.Compute(Predict(outputs, run.Config.Activation), eval.Labels, 2, EcgSet.ClassNames);
+            var confusion = ConfusionMatrix.Compute(Predict(outputs, run.Config.Activation).On(CPU), labelsOnCpu, 2, EcgSet.ClassNames);
             if (final)
             {
                 run.Confusion = confusion;
-                var o = outputs.to_type(ScalarType.Float32).contiguous();
+                var o = outputs.to_type(ScalarType.Float32).On(CPU).contiguous();
                 var flat = o.data<float>().ToArray();
                 int width = (int)o.shape[1];
                 run.FinalOutputs = Enumerable.Range(0, (int)o.shape[0]).Select(i => flat.AsSpan(i * width, width).ToArray()).ToArray();
@@ -191,33 +233,26 @@ public static class EcgExperiment
     }
 
     /// <summary>
-    /// One row of the pre-activation sweep: after a single optimizer step, how large the first layer's and the
-    /// output layer's pre-activations are, next to the prediction lr·L·mean(x) (Adam moves every weight by ~lr,
-    /// and with a DC offset the inputs share one sign, so a first-layer unit shifts by ~lr·Σx).
+    /// One optimizer step at each record length, on small sets (<paramref name="records"/> records each, one batch):
+    /// how far the first layer's pre-activations move, next to lr·L·mean(x). The model and the batch are on the
+    /// config's device.
     /// </summary>
-    /// <param name="Fc1Shift">Largest change of a first-layer pre-activation caused by the step, max |fc1(x)after − fc1(x)before|.</param>
-    /// <param name="OutputAfter">Largest |output-layer pre-activation| (the value the sigmoid/softmax squashes) after the step.</param>
-    /// <param name="SaturatedAfter">Fraction of saturated outputs after the step.</param>
-    public sealed record PreActivationRow(int Length, double MeanInput, double PredictedShift, double Fc1Shift,
-        double OutputBefore, double OutputAfter, double SaturatedAfter);
-
-    /// <summary>Runs the sweep for each record length (small sets: <paramref name="records"/> records each, one batch, one step).</summary>
-    public static IReadOnlyList<PreActivationRow> FirstStepSweep(IEnumerable<int> lengths, EcgRunConfig config, EcgOptions data, int records = 64)
+    public static PreActivationSweep FirstStepSweep(IEnumerable<int> lengths, EcgRunConfig config, EcgOptions data, int records = 64)
     {
         config.Validate();
         if (config.Model != "mlp") throw new ArgumentException("the sweep measures the MLP's layers fc1 and fc2; use model mlp");
+        var device = Placement.Resolve(config.Device);
         var rows = new List<PreActivationRow>();
         foreach (int length in lengths)
         {
             using var set = EcgGenerator.Generate(data with { Length = length, Records = records, AfCount = null });
-            Setup.TorchEnvironment.Reseed(config.Seed);
-            var model = (TorchSharp.Modules.Sequential)CreateModel(config, length);
-            var optimizer = config.Optimizer == "adam" ? (optim.Optimizer)optim.Adam(model.parameters(), config.LearningRate) : optim.SGD(model.parameters(), config.LearningRate);
-            var loop = new TrainingLoop(model, optimizer, CreateLoss(config.Loss));
+            TorchEnvironment.Reseed(config.Seed);
+            var model = (TorchSharp.Modules.Sequential)CreateModel(config with { Device = device }, length);
+            var loop = new TrainingLoop(model, CreateOptimizer(config, model), CreateLoss(config.Loss));
             using var scope = NewDisposeScope();
-            var x = set.Signals.narrow(0, 0, Math.Min(config.BatchSize, records));
+            var x = set.Signals.narrow(0, 0, Math.Min(config.BatchSize, records)).On(device);
             if (config.Standardize) x = EcgSet.Standardize(x);
-            var y = set.Labels.narrow(0, 0, x.shape[0]);
+            var y = set.Labels.narrow(0, 0, x.shape[0]).On(device);
             var before = PreActivations.Of(model, x);
             loop.Step(x, y);
             var after = PreActivations.Of(model, x);
@@ -228,6 +263,6 @@ public static class EcgExperiment
             rows.Add(new PreActivationRow(length, mean, config.LearningRate * length * mean, shift,
                 before["fc2"].abs().max().item<float>(), after["fc2"].abs().max().item<float>(), sat));
         }
-        return rows;
+        return new PreActivationSweep(rows);
     }
 }

@@ -1,0 +1,129 @@
+using TorchSharp;
+using TrainingForensics.Data;
+using TrainingForensics.Diagnostics;
+using TrainingForensics.Models;
+using TrainingForensics.Setup;
+using TrainingForensics.Training;
+using static TorchSharp.torch;
+
+namespace TrainingForensics.CaseStudies.LossScale;
+
+/// <summary>What every run of case study 2 shares: the data, the training budget and the intended (reference) reduction.</summary>
+public sealed record LossScaleConfig
+{
+    public required ImageSet TrainingSet { get; init; }
+    public required ImageSet TestSet { get; init; }
+    /// <summary>Passes over the training set (the report: 10).</summary>
+    public int Epochs { get; init; } = 10;
+    /// <summary>Images per step (the report: 32).</summary>
+    public int BatchSize { get; init; } = 32;
+    /// <summary>The reduction the loss was meant to have: the hand-written Σ(out − onehot)²/B.</summary>
+    public Reduction Reference { get; init; } = Reduction.SumOverBatch;
+    /// <summary>Layer widths of the MLP (the report: 784→256→128→10, ReLU, no output activation).</summary>
+    public int[] Layers { get; init; } = { 784, 256, 128, 10 };
+    /// <summary>Steps between two readings of the loss-scale check that rides along every run.</summary>
+    public int CheckEvery { get; init; } = 500;
+    /// <summary>Images per evaluation batch (evaluation only: it does not change the numbers, only the memory).</summary>
+    public int EvaluationBatch { get; init; } = 1000;
+    /// <summary>Where the models and the images live (null: <see cref="TorchEnvironment.CurrentDevice"/>).</summary>
+    public Device? Device { get; init; }
+}
+
+/// <summary>
+/// The recipe of every run of case study 2 (the 10× quieter loss): the MNIST MLP, trained with a squared error of a
+/// given reduction, optimiser and learning rate, evaluated after each epoch; a loss-scale check rides along every run.
+/// It keeps each run's model and check by run name, for the sections that look at them afterwards. The image sets are
+/// moved to the device once, here.
+/// </summary>
+public sealed class LossScaleExperiment : IDisposable
+{
+    readonly Dictionary<string, nn.Module<Tensor, Tensor>> _models = new();
+    readonly Dictionary<string, LossScaleCheck> _checks = new();
+
+    public LossScaleExperiment(LossScaleConfig config)
+    {
+        Config = config ?? throw new ArgumentNullException(nameof(config));
+        if (config.Epochs < 1 || config.BatchSize < 1 || config.CheckEvery < 1 || config.EvaluationBatch < 1)
+            throw new ArgumentException($"epochs ({config.Epochs}), batch size ({config.BatchSize}), check cadence ({config.CheckEvery}) and evaluation batch ({config.EvaluationBatch}) must be positive");
+        if (config.Layers.Length < 2) throw new ArgumentException("the MLP needs at least an input and an output width");
+        Device = Placement.Resolve(config.Device);
+        TrainingSet = config.TrainingSet.On(Device);
+        TestSet = config.TestSet.On(Device);
+    }
+
+    public LossScaleConfig Config { get; }
+    public Device Device { get; }
+    /// <summary>The training images on <see cref="Device"/> (the config's set itself when it is already there).</summary>
+    public ImageSet TrainingSet { get; }
+    /// <summary>The test images on <see cref="Device"/>.</summary>
+    public ImageSet TestSet { get; }
+    /// <summary>Output width of the MLP: the number of classes.</summary>
+    public int Classes => Config.Layers[^1];
+
+    /// <summary>Each run's trained model, by run name ("variant · seed N").</summary>
+    public IReadOnlyDictionary<string, nn.Module<Tensor, Tensor>> Models => _models;
+    /// <summary>Each run's loss-scale check (reference reduction, every <see cref="LossScaleConfig.CheckEvery"/> steps), by run name.</summary>
+    public IReadOnlyDictionary<string, LossScaleCheck> Checks => _checks;
+
+    /// <summary>A fresh MLP with the initialisation <paramref name="scheme"/> ("torch" or "glorot"), on the device.</summary>
+    public nn.Module<Tensor, Tensor> CreateModel(string scheme) =>
+        Initialization.Apply(Mlp.Create(Config.Layers), scheme).On(Device);
+
+    /// <summary>
+    /// One run: reseed with <paramref name="runSeed"/> (weights and shuffling), build the MLP with
+    /// <paramref name="scheme"/>, train it with the squared error reduced by <paramref name="reduction"/> and
+    /// <paramref name="optimizer"/> at <paramref name="rate"/> for the configured epochs (or <paramref name="maxSteps"/>),
+    /// evaluating test loss and accuracy after each epoch and the training accuracy after the last. Returns the run's
+    /// history, named "<paramref name="variant"/> · seed <paramref name="runSeed"/>".
+    /// </summary>
+    /// <param name="instrument">Attaches probes to the run's loop (after the loss-scale check).</param>
+    /// <param name="alsoValidateWith">Also computes the test loss with this reduction each epoch ("test_loss_" + its label).</param>
+    /// <param name="trackAccuracy">Logs each step's batch accuracy, as a framework's fit reports training accuracy.</param>
+    /// <param name="variant">The run's name before the seed.</param>
+    /// <param name="reduction">The reduction of the training (and test) loss.</param>
+    /// <param name="rate">The learning rate.</param>
+    /// <param name="scheme">The initialisation.</param>
+    /// <param name="runSeed">The seed.</param>
+    /// <param name="optimizer">One of <see cref="Optimizers.Names"/>.</param>
+    /// <param name="maxSteps">Stops after this many steps (at the end of that epoch's evaluation).</param>
+    public TrainingHistory Train(string variant, Reduction reduction, double rate, string scheme, int runSeed, string optimizer = "sgd",
+        Action<TrainingLoop>? instrument = null, long? maxSteps = null, Reduction? alsoValidateWith = null, bool trackAccuracy = false)
+    {
+        TorchEnvironment.Reseed(runSeed);
+        var model = CreateModel(scheme);
+        var loop = new TrainingLoop(model, Optimizers.Create(optimizer, model.parameters(), rate), Losses.Mse(reduction), $"{variant} · seed {runSeed}")
+            { TrackAccuracy = trackAccuracy };
+        _checks[loop.History.Name] = new LossScaleCheck(Config.Reference, every: Config.CheckEvery).AttachTo(loop);
+        instrument?.Invoke(loop);
+        var shuffle = new Generator((ulong)runSeed);
+        int epochs = Config.Epochs, done = 0;
+        loop.Run(_ => TrainingSet.Batches(Config.BatchSize, generator: shuffle, flatten: true), epochs, maxSteps: maxSteps, evaluate: () =>
+        {
+            var (testLoss, testAccuracy) = Evaluation.Run(model, TestBatches(), Losses.Mse(reduction));
+            var values = new Dictionary<string, double> { ["test_accuracy"] = testAccuracy, ["test_loss"] = testLoss };
+            if (alsoValidateWith is { } other)
+                values["test_loss_" + other.Label()] = Evaluation.Run(model, TestBatches(), Losses.Mse(other)).Loss;
+            if (++done == epochs || loop.StepCount >= (maxSteps ?? long.MaxValue))
+                values["train_accuracy"] = Evaluation.Run(model, TrainingSet.Batches(Config.EvaluationBatch, shuffle: false, flatten: true)).Accuracy;
+            return values;
+        });
+        _models[loop.History.Name] = model;
+        return loop.History;
+    }
+
+    IEnumerable<(Tensor X, Tensor Y)> TestBatches() => TestSet.Batches(Config.EvaluationBatch, shuffle: false, flatten: true);
+
+    /// <summary>
+    /// Mean relative difference |loss_x − scale·loss_y| / loss_x over the first <paramref name="steps"/> steps of two
+    /// runs: how closely <paramref name="y"/>, rescaled into <paramref name="x"/>'s units, follows <paramref name="x"/>.
+    /// </summary>
+    public static double Drift(TrainingHistory x, TrainingHistory y, double scale, int steps) =>
+        x.Losses.Take(steps).Zip(y.Losses.Take(steps), (p, q) => Math.Abs(p - scale * q) / p).Average();
+
+    /// <summary>Disposes the copies made for the device (sets that were already there belong to the caller).</summary>
+    public void Dispose()
+    {
+        if (!ReferenceEquals(TrainingSet, Config.TrainingSet)) TrainingSet.Dispose();
+        if (!ReferenceEquals(TestSet, Config.TestSet)) TestSet.Dispose();
+    }
+}

@@ -1,0 +1,190 @@
+using System.Diagnostics;
+using System.Globalization;
+using Microsoft.Data.Analysis;
+using TrainingForensics.Probes;
+using TrainingForensics.Results;
+using TrainingForensics.Training;
+
+namespace TrainingForensics.CaseStudies.LossScale;
+
+/// <summary>
+/// One variant of the main table: a key ("a" … "d"), its label, the loss reduction, learning rate and initialisation.
+/// The first seed's run of a <see cref="Probed"/> variant carries the gradient-norm and update-ratio probes, and, with
+/// <see cref="AlsoValidateWith"/>, a test loss in a second reduction.
+/// </summary>
+public sealed record LossScaleVariant(string Key, string Label, Reduction Reduction, double LearningRate, string Init)
+{
+    /// <summary>Probes on the first seed's run: gradient norm of each weight and ‖ΔW‖/‖W‖ per layer, every 25 steps.</summary>
+    public bool Probed { get; init; }
+    /// <summary>The first seed's run also computes its test loss with this reduction each epoch.</summary>
+    public Reduction? AlsoValidateWith { get; init; }
+    /// <summary>Every run logs each step's batch accuracy (what a framework's fit reports as training accuracy).</summary>
+    public bool TrackAccuracy { get; init; }
+}
+
+/// <summary>The runs of the main table: every variant for every seed, with the probes of the first seed's runs.</summary>
+public sealed class LossScaleRuns
+{
+    readonly Dictionary<(string Key, int Seed), TrainingHistory> _runs;
+
+    LossScaleRuns(LossScaleExperiment experiment, IReadOnlyList<LossScaleVariant> variants, IReadOnlyList<int> seeds,
+        Dictionary<(string, int), TrainingHistory> runs, Dictionary<string, GradientNorms> gradients, Dictionary<string, UpdateRatios> updates, double seconds)
+    {
+        Experiment = experiment; Variants = variants; Seeds = seeds; _runs = runs;
+        GradientNorms = gradients; UpdateRatios = updates; Seconds = seconds;
+    }
+
+    /// <summary>
+    /// Trains every variant for every seed, seed by seed. <paramref name="progress"/> gets a line before each run
+    /// and a summary at the end.
+    /// </summary>
+    public static LossScaleRuns Train(LossScaleExperiment experiment, IReadOnlyList<LossScaleVariant> variants, IReadOnlyList<int> seeds,
+        Action<string>? progress = null)
+    {
+        ArgumentNullException.ThrowIfNull(experiment);
+        if (variants.Count == 0 || seeds.Count == 0) throw new ArgumentException("need at least one variant and one seed");
+        if (variants.Select(v => v.Key).Distinct().Count() != variants.Count) throw new ArgumentException("variant keys must differ");
+        var runs = new Dictionary<(string, int), TrainingHistory>();
+        var gradients = new Dictionary<string, GradientNorms>();
+        var updates = new Dictionary<string, UpdateRatios>();
+        var clock = Stopwatch.StartNew();
+        foreach (int s in seeds)
+            foreach (var v in variants)
+            {
+                bool first = s == seeds[0];
+                progress?.Invoke($"training {v.Label} · seed {s} ({runs.Count + 1}/{variants.Count * seeds.Count}, {clock.Elapsed.TotalSeconds:F0} s so far)");
+                runs[(v.Key, s)] = experiment.Train(v.Label, v.Reduction, v.LearningRate, v.Init, s,
+                    alsoValidateWith: first ? v.AlsoValidateWith : null, trackAccuracy: v.TrackAccuracy,
+                    instrument: !(first && v.Probed) ? null : loop =>
+                    {
+                        gradients[v.Key] = new GradientNorms(every: 25, include: n => n.EndsWith("weight")).AttachTo(loop);
+                        updates[v.Key] = new UpdateRatios(every: 25).AttachTo(loop);
+                    });
+            }
+        double seconds = clock.Elapsed.TotalSeconds;
+        progress?.Invoke($"trained {runs.Count} runs in {seconds:F0} s ({runs.Values.Sum(r => r.Steps.Count) / seconds:F0} steps/s overall)");
+        return new LossScaleRuns(experiment, variants, seeds, runs, gradients, updates, seconds);
+    }
+
+    public LossScaleExperiment Experiment { get; }
+    public IReadOnlyList<LossScaleVariant> Variants { get; }
+    public IReadOnlyList<int> Seeds { get; }
+    /// <summary>Time to train all the runs.</summary>
+    public double Seconds { get; }
+    public int Count => _runs.Count;
+    /// <summary>Gradient norm per weight of the first seed's probed runs, every 25 steps, by variant key.</summary>
+    public IReadOnlyDictionary<string, GradientNorms> GradientNorms { get; }
+    /// <summary>‖ΔW‖/‖W‖ per layer of the first seed's probed runs, every 25 steps, by variant key.</summary>
+    public IReadOnlyDictionary<string, UpdateRatios> UpdateRatios { get; }
+
+    /// <summary>The run of variant <paramref name="key"/> with seed <paramref name="seed"/>.</summary>
+    public TrainingHistory this[string key, int seed] =>
+        _runs.TryGetValue((key, seed), out var h) ? h : throw new KeyNotFoundException($"no run ({key}) with seed {seed}");
+
+    /// <summary>Every run, by variant key, then seed.</summary>
+    public IReadOnlyList<TrainingHistory> All => _runs.OrderBy(r => r.Key.Key).ThenBy(r => r.Key.Seed).Select(r => r.Value).ToList();
+
+    /// <summary>The variant part of a run's name (the name without " · seed N"): how runs are grouped over seeds.</summary>
+    public static string Group(TrainingHistory run) => run.Name.Split(" · ")[0];
+
+    /// <summary>The final test accuracy of variant <paramref name="key"/> over the seeds.</summary>
+    public RunSummary TestAccuracy(string key) => RunComparison.Summarize(key, Seeds.Select(s => this[key, s]), "test_accuracy");
+
+    /// <summary>The training accuracy after the last epoch of variant <paramref name="key"/> over the seeds.</summary>
+    public RunSummary TrainAccuracy(string key) => RunComparison.Summarize(key, Seeds.Select(s => this[key, s]), "train_accuracy");
+
+    /// <summary>(a)–(d)'s test accuracy over the seeds and the tolerances of the comparisons between them.</summary>
+    public AccuracyGaps Gaps() => new(TestAccuracy("a"), TestAccuracy("b"), TestAccuracy("c"), TestAccuracy("d"), Seeds.Count);
+
+    /// <summary>
+    /// Training accuracy as a framework's fit reports it — the mean batch accuracy over the last epoch, not a pass
+    /// after it — for variant <paramref name="key"/> (which must track accuracy): mean and sample standard deviation over the seeds.
+    /// </summary>
+    public (double Mean, double Std) FitStyleTrainAccuracy(string key)
+    {
+        int last = Experiment.Config.Epochs;
+        var perSeed = Seeds.Select(s => this[key, s].Steps.Where(x => x.Epoch == last).Average(x => x.Values["accuracy"])).ToArray();
+        double mean = perSeed.Average();
+        return (mean, Math.Sqrt(perSeed.Sum(x => (x - mean) * (x - mean)) / (perSeed.Length - 1)));
+    }
+
+    /// <summary>Median ‖ΔW‖/‖W‖ of <paramref name="layer"/> in variant <paramref name="key"/>'s probed run over the steps before <paramref name="before"/>.</summary>
+    public double MedianUpdateRatio(string key, string layer, long before)
+    {
+        var v = UpdateRatios[key].Series[layer].Where(p => p.Step < before).Select(p => p.Value).OrderBy(x => x).ToArray();
+        if (v.Length == 0) throw new ArgumentException($"no update ratio of {layer} in ({key}) before step {before}");
+        return v[v.Length / 2];
+    }
+
+    /// <summary>Per layer: the median update ratio of (a), (b), (c) before <paramref name="before"/>, and (a)/(b).</summary>
+    public DataFrame UpdateRatioTable(long before)
+    {
+        var layers = UpdateRatios["a"].Series.Keys.ToList();
+        return new DataFrame(
+            new StringDataFrameColumn("layer", layers),
+            new DoubleDataFrameColumn("(a) median", layers.Select(k => MedianUpdateRatio("a", k, before))),
+            new DoubleDataFrameColumn("(b) median", layers.Select(k => MedianUpdateRatio("b", k, before))),
+            new DoubleDataFrameColumn("(c) median", layers.Select(k => MedianUpdateRatio("c", k, before))),
+            new DoubleDataFrameColumn("(a)/(b)", layers.Select(k => MedianUpdateRatio("a", k, before) / MedianUpdateRatio("b", k, before))));
+    }
+
+    /// <summary>Records the time the main table took (training_seconds).</summary>
+    public void RecordTrainingTime() => Figures.Record("training_seconds", Seconds, "s", "time to train the runs of the main table");
+
+    /// <summary>Records the figures compared with the report: (d)'s fit-style training accuracy and the gap (a) − (d).</summary>
+    public void RecordReportComparison()
+    {
+        Figures.Record("fit_style_train_accuracy_d", FitStyleTrainAccuracy("d").Mean, "fraction", "(d): mean batch accuracy over the last epoch, mean over seeds");
+        Figures.Record("gap_a_d", TestAccuracy("a").Mean - TestAccuracy("d").Mean, "fraction", "test accuracy (a) − (d); the report: 96.61% − ~93%");
+    }
+}
+
+/// <summary>
+/// The final test accuracy of (a)–(d) over the seeds, and the tolerance of each comparison: three standard deviations of
+/// the quantity compared (√(σ₁²/n + σ₂²/n) for a difference of two means); with fewer than three seeds the spread is not
+/// measured and the tolerance is a fixed accuracy point.
+/// </summary>
+public sealed class AccuracyGaps
+{
+    internal AccuracyGaps(RunSummary a, RunSummary b, RunSummary c, RunSummary d, int seeds)
+    {
+        A = a; B = b; C = c; D = d; Seeds = seeds;
+    }
+
+    public RunSummary A { get; }
+    public RunSummary B { get; }
+    public RunSummary C { get; }
+    public RunSummary D { get; }
+    public int Seeds { get; }
+    /// <summary>Whether there are enough seeds (3) for the spread to set the tolerances.</summary>
+    public bool SpreadMeasured => Seeds >= 3;
+
+    /// <summary>Three times <paramref name="sigma"/> when the spread is measured, else one accuracy point.</summary>
+    public double Tolerance(double sigma) => SpreadMeasured ? 3 * sigma : 0.01;
+
+    /// <summary>Tolerance of (a) − (b) (and of (c) − (b)).</summary>
+    public double ToleranceAB => Tolerance(Math.Sqrt((A.Std * A.Std + B.Std * B.Std) / Seeds));
+    /// <summary>Tolerance of (a) − (c).</summary>
+    public double ToleranceAC => Tolerance(Math.Sqrt((A.Std * A.Std + C.Std * C.Std) / Seeds));
+
+    /// <summary>Records each variant's mean test accuracy, the spread of (a) and (b), and the gap (a) − (b).</summary>
+    public void Record()
+    {
+        Figures.Record("test_accuracy_a", A.Mean, "fraction", "(a) Σ/B, mean over seeds");
+        Figures.Record("test_accuracy_b", B.Mean, "fraction", "(b) quiet reduction, mean over seeds");
+        Figures.Record("test_accuracy_c", C.Mean, "fraction", "(c) quiet reduction with compensated lr, mean over seeds");
+        Figures.Record("test_accuracy_d", D.Mean, "fraction", "(d) quiet reduction, Glorot init, mean over seeds");
+        Figures.Record("test_accuracy_std_a", A.Std, "fraction", "seed-to-seed standard deviation of (a)");
+        Figures.Record("test_accuracy_std_b", B.Std, "fraction", "seed-to-seed standard deviation of (b)");
+        Figures.Record("gap_a_b", A.Mean - B.Mean, "fraction", "test accuracy (a) − (b)");
+    }
+
+    /// <summary>One line per variant (mean ± std, runs, range), then the tolerances.</summary>
+    public override string ToString()
+    {
+        static string P(double v) => v.ToString("P2", CultureInfo.CurrentCulture);
+        var lines = new[] { A, B, C, D }.Select(x => $"{x.Group}: test accuracy {P(x.Mean)} ± {P(x.Std)} (n={x.Runs}, range {P(x.Min)}–{P(x.Max)})").ToList();
+        lines.Add(SpreadMeasured ? $"tolerances from the spread: (a)−(b) {P(ToleranceAB)}, (a)−(c) {P(ToleranceAC)}" : "fewer than 3 seeds: spread not measured, fixed margin of 1 point");
+        return string.Join(Environment.NewLine, lines);
+    }
+}
