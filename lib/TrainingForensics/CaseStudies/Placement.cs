@@ -7,8 +7,8 @@ namespace TrainingForensics.CaseStudies;
 
 /// <summary>
 /// Where a case study's model and data live: the device its config names, else the one the notebook's setup picked
-/// (<see cref="TorchEnvironment.CurrentDevice"/>). Data sets are moved once, before training, not batch by batch;
-/// what is already there is returned as it is (on the CPU nothing is copied).
+/// (<see cref="TorchEnvironment.CurrentDevice"/>). Data sets are moved once (their own <c>To(device)</c>), before
+/// training, not batch by batch; what is already there is returned as it is (on the CPU nothing is copied).
 /// </summary>
 internal static class Placement
 {
@@ -30,20 +30,10 @@ internal static class Placement
         return module;
     }
 
-    /// <summary>The set itself when it is on <paramref name="device"/>, else a copy there (the caller disposes a copy).</summary>
-    public static EcgSet On(this EcgSet set, Device device) =>
-        set.Signals.IsOn(device) && set.Labels.IsOn(device) ? set : new EcgSet(set.Signals.to(device), set.Labels.to(device), set.Options);
-
-    public static ImageSet On(this ImageSet set, Device device) =>
-        set.Images.IsOn(device) && set.Labels.IsOn(device) ? set : new ImageSet(set.Name, set.Images.to(device), set.Labels.to(device));
-
-    public static KeypointSet On(this KeypointSet set, Device device) =>
-        set.Images.IsOn(device) ? set : new KeypointSet(set.Images.to(device), set.Heatmaps.to(device), set.Keypoints.to(device), set.Options);
-
     /// <summary>The set on <paramref name="device"/>; a CPU original that was copied is disposed (for sets the caller made).</summary>
     public static KeypointSet MovedTo(this KeypointSet set, Device device)
     {
-        var moved = set.On(device);
+        var moved = set.To(device);
         if (!ReferenceEquals(moved, set)) set.Dispose();
         return moved;
     }

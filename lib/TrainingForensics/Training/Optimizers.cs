@@ -43,7 +43,7 @@ public static class Optimizers
     {
         ArgumentNullException.ThrowIfNull(groups);
         string key = Validate(name);
-        if (!(learningRate > 0)) throw new ArgumentOutOfRangeException(nameof(learningRate), learningRate, "the learning rate must be positive");
+        if (!(learningRate > 0 && double.IsFinite(learningRate))) throw new ArgumentOutOfRangeException(nameof(learningRate), learningRate, "the learning rate must be a positive finite number");
         var list = groups.Select(g => (Parameters: g.Parameters.ToList(), g.WeightDecay)).Where(g => g.Parameters.Count > 0).ToList();
         if (list.Count == 0) throw new ArgumentException("no parameters to optimise", nameof(groups));
         foreach (var g in list)

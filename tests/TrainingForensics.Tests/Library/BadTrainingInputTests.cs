@@ -66,6 +66,21 @@ public class BadTrainingInputTests
         Assert.True(double.IsNaN(loop.History.Losses[^1]));
     }
 
+    [Theory]
+    [InlineData(double.NaN)]
+    [InlineData(double.PositiveInfinity)]
+    [InlineData(0.0)]
+    [InlineData(-0.1)]
+    public void The_optimiser_factory_refuses_a_learning_rate_that_is_not_positive_and_finite(double lr)
+    {
+        var model = Mlp.Create(new[] { 4, 2 });
+        foreach (var name in Optimizers.Names)
+        {
+            var e = Assert.Throws<ArgumentOutOfRangeException>(() => Optimizers.Create(name, model.parameters(), lr));
+            Assert.Contains("positive finite", e.Message);
+        }
+    }
+
     [Fact]
     public void A_run_of_no_epochs_is_refused()
     {

@@ -48,7 +48,7 @@ public class DeviceTests
         Assert.True(problems.Count == 0, "tensors created without a device (pass the device of the data/model in reach, or add `// host: why`):\n" + string.Join("\n", problems));
     }
 
-    /// <summary>Reads of a tensor's memory (<c>.data&lt;T&gt;()</c>, CPU tensors only) not preceded by <c>.cpu()</c> in their statement.</summary>
+    /// <summary>Reads of a tensor's memory (<c>.data&lt;T&gt;()</c>, CPU tensors only) not preceded by <c>.cpu()</c> (or the case studies' <c>.On(CPU)</c>) in their statement.</summary>
     internal static IEnumerable<string> DeviceMemoryReads(string file, string text)
     {
         foreach (Match m in Regex.Matches(text, @"\.data<\w+>\("))
@@ -56,7 +56,7 @@ public class DeviceTests
             int statementStart = Math.Max(text.LastIndexOf(';', m.Index), text.LastIndexOf('{', m.Index)) + 1;
             int lineStart = text.LastIndexOf('\n', m.Index) + 1, lineEnd = text.IndexOf('\n', m.Index);
             string line = text[lineStart..(lineEnd < 0 ? text.Length : lineEnd)];
-            if (line.TrimStart().StartsWith("//") || line.Contains("// host:") || text[statementStart..m.Index].Contains(".cpu()")) continue;
+            if (line.TrimStart().StartsWith("//") || line.Contains("// host:") || text[statementStart..m.Index].Contains(".cpu()") || text[statementStart..m.Index].Contains(".On(CPU)")) continue;
             yield return $"{file}:{text[..m.Index].Count(c => c == '\n') + 1}: {line.Trim()}";
         }
     }
@@ -128,6 +128,54 @@ public class DeviceTests
         Assert.Contains("inputs are on meta", e.Message);
         Assert.Contains("env.Device", e.Message);
         Assert.Equal(0, loop.StepCount);
+    }
+
+    /// <summary>
+    /// Runs a case study on the meta device. libtorch's C++ build lacks meta kernels for some operators and meta
+    /// tensors hold no values, so the run stops somewhere: at such an operator or at a read of a value, which means
+    /// every tensor met so far was on meta. A tensor left on the CPU fails earlier and differently: libtorch refuses
+    /// the mix ("Expected all tensors to be on the same device", "cpu and meta"), or the loop names both devices.
+    /// </summary>
+    static string StopOnMeta(Action run)
+    {
+        var e = Record.Exception(run);
+        Assert.NotNull(e); // a meta run cannot finish: it has no values to read
+        string message = e is System.Reflection.TargetInvocationException { InnerException: { } inner } ? inner.Message : e.Message;
+        Assert.DoesNotMatch("same device|cpu and meta|meta and cpu|model is on|are on cpu", message);
+        // stopped because of meta itself (no kernel for it, no data to read), not something unrelated
+        Assert.Matches("(?i)meta|convolution_overrideable not implemented", message);
+        return message;
+    }
+
+    [Fact]
+    public void Each_case_study_creates_its_model_and_data_on_the_device_it_is_given()
+    {
+        var meta = new Device(DeviceType.META);
+        using var ecg = EcgGenerator.Generate(new EcgOptions { Records = 8, Length = 400, Seed = 1 });
+        StopOnMeta(() => TrainingForensics.CaseStudies.LossPlateau.EcgExperiment.Run(
+            new TrainingForensics.CaseStudies.LossPlateau.EcgRunConfig { Steps = 2, BatchSize = 4, Device = meta }, ecg, ecg));
+        StopOnMeta(() => TrainingForensics.CaseStudies.BatchNormTrainVsEval.KeypointTraining.Train(
+            new TrainingForensics.CaseStudies.BatchNormTrainVsEval.KeypointTrainingConfig { Steps = 2, EvalEvery = 1, Device = meta }));
+        using var images = new ImageSet("tiny", rand(32, 1, 28, 28), randint(0, 10, 32));
+        StopOnMeta(() => new TrainingForensics.CaseStudies.LossScale.LossScaleExperiment(
+                new TrainingForensics.CaseStudies.LossScale.LossScaleConfig { TrainingSet = images, TestSet = images, Epochs = 1, BatchSize = 8, Device = meta })
+            .Train("a", TrainingForensics.Training.Reduction.Mean, 0.01, "torch", 1, maxSteps: 2));
+        // and on the CPU they run, with the model where the data is
+        var cpuModel = TrainingForensics.CaseStudies.LossPlateau.EcgExperiment.CreateModel(new TrainingForensics.CaseStudies.LossPlateau.EcgRunConfig { Device = CPU }, 400);
+        Assert.All(cpuModel.parameters(), p => Assert.Equal(DeviceType.CPU, p.device_type));
+        var onMeta = TrainingForensics.CaseStudies.LossPlateau.EcgExperiment.CreateModel(new TrainingForensics.CaseStudies.LossPlateau.EcgRunConfig { Device = meta }, 400);
+        Assert.All(onMeta.parameters(), p => Assert.Equal(DeviceType.META, p.device_type));
+        var net = TrainingForensics.Models.ConvBnNet.Create().to(meta);
+        Assert.All(net.buffers(), b => Assert.Equal(DeviceType.META, b.device_type));
+    }
+
+    [Fact]
+    public void The_meta_check_fails_for_a_tensor_left_on_the_cpu()
+    {
+        // the check is not vacuous: a model on meta fed a CPU batch is the mistake it exists to catch
+        var model = TrainingForensics.Models.Mlp.Create(new[] { 4, 2 }).to(new Device(DeviceType.META));
+        var loop = new TrainingForensics.Training.TrainingLoop(model, optim.SGD(model.parameters(), 0.1), TrainingForensics.Training.Losses.CrossEntropy, "mixed");
+        Assert.ThrowsAny<Xunit.Sdk.XunitException>(() => StopOnMeta(() => loop.Step(zeros(3, 4), zeros(3, dtype: ScalarType.Int64))));
     }
 
     [Fact]

@@ -219,9 +219,11 @@ public static class KeypointTraining
     public static optim.Optimizer MakeOptimizer(Sequential model, KeypointTrainingConfig config)
     {
         bool all = config.WeightDecayOn.Equals("all", StringComparison.OrdinalIgnoreCase);
-        var decayed = model.named_parameters().Where(p => all || (p.parameter.dim() == 4 && !p.name.StartsWith("head"))).Select(p => p.parameter).ToList();
-        var decayedSet = new HashSet<Parameter>(decayed);
-        var rest = model.parameters().Where(p => !decayedSet.Contains(p)).ToList();
+        // one pass over the names: a set of Parameters would compare them by value (TorchSharp's Tensor.Equals)
+        var named = model.named_parameters().ToList();
+        bool Decays((string name, Parameter parameter) p) => all || (p.parameter.dim() == 4 && !p.name.StartsWith("head"));
+        var decayed = named.Where(Decays).Select(p => p.parameter).ToList();
+        var rest = named.Where(p => !Decays(p)).Select(p => p.parameter).ToList();
         return Optimizers.Create(config.Optimizer, new (IEnumerable<Parameter>, double)[] { (decayed, config.WeightDecay), (rest, 0) },
             config.LearningRate, config.Momentum);
     }

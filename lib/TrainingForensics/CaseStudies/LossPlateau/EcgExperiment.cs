@@ -133,8 +133,8 @@ public static class EcgExperiment
         config.Validate();
         if (train.Length != eval.Length) throw new ArgumentException($"training records have {train.Length} samples, evaluation records {eval.Length}");
         var device = Placement.Resolve(config.Device);
-        var trainOn = train.On(device);
-        var evalOn = eval.On(device);
+        var trainOn = train.To(device);
+        var evalOn = eval.To(device);
         try
         {
             return Run(config, trainOn, evalOn, device, tensorBoardDir, keepOutputSteps);
@@ -220,7 +220,7 @@ public static class EcgExperiment
             {
                 run.Confusion = confusion;
                 var o = outputs.to_type(ScalarType.Float32).On(CPU).contiguous();
-                var flat = o.data<float>().ToArray();
+                var flat = o.data<float>().ToArray();  // host: o was copied to the CPU just above
                 int width = (int)o.shape[1];
                 run.FinalOutputs = Enumerable.Range(0, (int)o.shape[0]).Select(i => flat.AsSpan(i * width, width).ToArray()).ToArray();
             }

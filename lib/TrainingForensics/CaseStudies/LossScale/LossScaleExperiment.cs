@@ -47,8 +47,8 @@ public sealed class LossScaleExperiment : IDisposable
             throw new ArgumentException($"epochs ({config.Epochs}), batch size ({config.BatchSize}), check cadence ({config.CheckEvery}) and evaluation batch ({config.EvaluationBatch}) must be positive");
         if (config.Layers.Length < 2) throw new ArgumentException("the MLP needs at least an input and an output width");
         Device = Placement.Resolve(config.Device);
-        TrainingSet = config.TrainingSet.On(Device);
-        TestSet = config.TestSet.On(Device);
+        TrainingSet = config.TrainingSet.To(Device);
+        TestSet = config.TestSet.To(Device);
     }
 
     public LossScaleConfig Config { get; }
