@@ -30,7 +30,8 @@ public static class ConcurrentRuns
     /// Builds every run with <paramref name="build"/> on the calling thread, in order, then trains them with
     /// <paramref name="train"/>, at most <paramref name="workers"/> at a time; the results come back in input order.
     /// The first run that throws stops the rest from starting and its exception is rethrown (others already
-    /// running finish first). <paramref name="started"/> is told each run's index as it starts (progress).
+    /// running finish first). <paramref name="started"/> is told each run's index as it starts (progress; calls
+    /// never overlap).
     /// </summary>
     public static IReadOnlyList<TResult> Map<TItem, TRun, TResult>(IReadOnlyList<TItem> items, Func<TItem, TRun> build,
         Func<TRun, TResult> train, int? workers = null, Action<int>? started = null)
@@ -56,10 +57,10 @@ public static class ConcurrentRuns
                 {
                     if (failure != null || next + 1 >= runs.Count) return;
                     i = ++next;
+                    started?.Invoke(i); // under the lock: a progress callback need not be thread-safe
                 }
                 try
                 {
-                    started?.Invoke(i);
                     results[i] = train(runs[i]);
                 }
                 catch (Exception e)

@@ -182,8 +182,12 @@ public class LossScaleTests
             new("d", "(d)", Reduction.Mean, 0.01, "glorot") { TrackAccuracy = true },
         };
         var messages = new List<string>();
-        var runs = LossScaleRuns.Train(experiment, variants, new[] { 5, 6 }, messages.Add);
+        var runs = LossScaleRuns.Train(experiment, variants, new[] { 5, 6 }, messages.Add, workers: 2);
         Assert.Equal(8, runs.Count);
+        // trained side by side, each run is the run it is alone
+        var alone = LossScaleRuns.Train(SmallExperiment(mnist), variants, new[] { 5, 6 }, workers: 1);
+        Assert.All(runs.All.Zip(alone.All), p => Assert.Equal(p.Second.Losses, p.First.Losses));
+        Assert.All(runs.All.Zip(alone.All), p => Assert.Equal(p.Second.Epochs[^1].Values["test_accuracy"], p.First.Epochs[^1].Values["test_accuracy"]));
         Assert.Equal(9, messages.Count);                                      // one per run, then the summary
         Assert.StartsWith("trained 8 runs", messages[^1]);
         Assert.Equal(new[] { "(a) · seed 5", "(a) · seed 6", "(b) · seed 5" }, runs.All.Take(3).Select(r => r.Name));

@@ -85,13 +85,28 @@ public sealed class BatchNormFixes
     /// Trains <paramref name="config"/> with a BN-lag check of its own, adds its final gap as <paramref name="name"/>,
     /// and disposes the run. <paramref name="progress"/> gets a line after each measurement.
     /// </summary>
-    public BatchNormFix AddRun(string name, KeypointTrainingConfig config, Action<string>? progress = null)
+    public BatchNormFix AddRun(string name, KeypointTrainingConfig config, Action<string>? progress = null) =>
+        AddRuns(new[] { (name, config) }, progress)[0];
+
+    /// <summary>
+    /// <see cref="AddRun"/> for several configurations, trained side by side (<see cref="ConcurrentRuns"/>: each run
+    /// gives the numbers it gives alone); rows are added in the order given.
+    /// </summary>
+    public IReadOnlyList<BatchNormFix> AddRuns(IReadOnlyList<(string Name, KeypointTrainingConfig Config)> runs, Action<string>? progress = null, int? workers = null)
     {
-        var check = new BatchNormDriftCheck();
-        using var run = KeypointTraining.Train(config, new[] { check }, (s, g) => progress?.Invoke($"{name}: step {s}, eval acc {g.EvalAccuracy:F2}"));
-        var row = new BatchNormFix(name, run.Final(), run.Seconds, check.Fired);
-        _rows.Add(row);
-        return row;
+        var gate = new object();
+        var rows = ConcurrentRuns.Map(runs, r =>
+        {
+            var check = new BatchNormDriftCheck();
+            var train = KeypointTraining.Prepare(r.Config, new[] { check }, (s, g) => { lock (gate) progress?.Invoke($"{r.Name}: step {s}, eval acc {g.EvalAccuracy:F2}"); });
+            return (r.Name, Check: check, Train: train);
+        }, p =>
+        {
+            using var run = p.Train();
+            return new BatchNormFix(p.Name, run.Final(), run.Seconds, p.Check.Fired);
+        }, workers);
+        _rows.AddRange(rows);
+        return rows;
     }
 
     /// <summary>The row named <paramref name="fix"/>.</summary>

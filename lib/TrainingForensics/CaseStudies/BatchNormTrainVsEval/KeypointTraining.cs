@@ -147,6 +147,14 @@ public static class KeypointTraining
     /// <paramref name="progress"/> gets (step, gap) after each measurement (e.g. to update a notebook display).
     /// </summary>
     public static KeypointTrainingRun Train(KeypointTrainingConfig config, IEnumerable<BatchNormDriftCheck>? checks = null,
+        Action<long, TrainEvalGapResult>? progress = null) => Prepare(config, checks, progress)();
+
+    /// <summary>
+    /// <see cref="Train"/> in two halves: this builds the run (reseeds, draws the weights from the global seed,
+    /// generates its image sets) and returns the training, which draws only from the run's own generators, so runs
+    /// built one after another can train side by side (<see cref="ConcurrentRuns"/>) with the numbers they have alone.
+    /// </summary>
+    public static Func<KeypointTrainingRun> Prepare(KeypointTrainingConfig config, IEnumerable<BatchNormDriftCheck>? checks = null,
         Action<long, TrainEvalGapResult>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(config);
@@ -169,6 +177,13 @@ public static class KeypointTraining
         var checkList = checks?.ToList() ?? new List<BatchNormDriftCheck>();
         var curve = new List<TrainEvalGapResult>();
         var shuffle = new Generator().manual_seed(config.Seed + 1);
+        return () => Run(config, device, model, generator, evalSet, probe, train, loop, shadow, bn, checkList, curve, shuffle, progress);
+    }
+
+    static KeypointTrainingRun Run(KeypointTrainingConfig config, Device device, Sequential model, KeypointGenerator generator, KeypointSet evalSet,
+        KeypointSet probe, KeypointSet? train, TrainingLoop loop, BatchNormShadow? shadow, BatchNormProbe bn, List<BatchNormDriftCheck> checkList,
+        List<TrainEvalGapResult> curve, Generator shuffle, Action<long, TrainEvalGapResult>? progress)
+    {
         var watch = Stopwatch.StartNew();
         IEnumerator<(Tensor X, Tensor Y)>? epoch = null;
         int epochNumber = 0;

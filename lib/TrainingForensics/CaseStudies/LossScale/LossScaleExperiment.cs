@@ -87,15 +87,38 @@ public sealed class LossScaleExperiment : IDisposable
     /// <param name="optimizer">One of <see cref="Optimizers.Names"/>.</param>
     /// <param name="maxSteps">Stops after this many steps (at the end of that epoch's evaluation).</param>
     public TrainingHistory Train(string variant, Reduction reduction, double rate, string scheme, int runSeed, string optimizer = "sgd",
+        Action<TrainingLoop>? instrument = null, long? maxSteps = null, Reduction? alsoValidateWith = null, bool trackAccuracy = false) =>
+        Prepare(variant, reduction, rate, scheme, runSeed, optimizer, instrument, maxSteps, alsoValidateWith, trackAccuracy)();
+
+    /// <summary>
+    /// <see cref="Train"/> in two halves: this builds the run (reseeds, draws the weights from the global seed,
+    /// attaches the check and <paramref name="instrument"/>) and returns the training, which draws only from the
+    /// run's own generator, so runs built one after another can train side by side (<see cref="ConcurrentRuns"/>)
+    /// with the numbers they would have alone.
+    /// </summary>
+    public Func<TrainingHistory> Prepare(string variant, Reduction reduction, double rate, string scheme, int runSeed, string optimizer = "sgd",
         Action<TrainingLoop>? instrument = null, long? maxSteps = null, Reduction? alsoValidateWith = null, bool trackAccuracy = false)
     {
         TorchEnvironment.Reseed(runSeed);
         var model = CreateModel(scheme);
         var loop = new TrainingLoop(model, Optimizers.Create(optimizer, model.parameters(), rate), Losses.Mse(reduction), $"{variant} · seed {runSeed}")
             { TrackAccuracy = trackAccuracy };
-        _checks[loop.History.Name] = new LossScaleCheck(Config.Reference, every: Config.CheckEvery).AttachTo(loop);
+        lock (_models)
+        {
+            _checks[loop.History.Name] = new LossScaleCheck(Config.Reference, every: Config.CheckEvery).AttachTo(loop);
+            _models[loop.History.Name] = model;
+        }
         instrument?.Invoke(loop);
         var shuffle = new Generator((ulong)runSeed);
+        return () => Run(loop, model, shuffle, reduction, maxSteps, alsoValidateWith);
+    }
+
+    /// <summary>Trains runs made by <see cref="Prepare"/> side by side; their histories in the order given.</summary>
+    public static IReadOnlyList<TrainingHistory> TrainSideBySide(params Func<TrainingHistory>[] prepared) =>
+        ConcurrentRuns.Map(prepared, p => p, p => p());
+
+    TrainingHistory Run(TrainingLoop loop, nn.Module<Tensor, Tensor> model, Generator shuffle, Reduction reduction, long? maxSteps, Reduction? alsoValidateWith)
+    {
         int epochs = Config.Epochs, done = 0;
         loop.Run(_ => TrainingSet.Batches(Config.BatchSize, generator: shuffle, flatten: true), epochs, maxSteps: maxSteps, evaluate: () =>
         {
@@ -107,7 +130,6 @@ public sealed class LossScaleExperiment : IDisposable
                 values["train_accuracy"] = Evaluation.Run(model, TrainingSet.Batches(Config.EvaluationBatch, shuffle: false, flatten: true)).Accuracy;
             return values;
         });
-        _models[loop.History.Name] = model;
         return loop.History;
     }
 

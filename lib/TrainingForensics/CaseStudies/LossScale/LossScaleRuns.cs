@@ -35,11 +35,12 @@ public sealed class LossScaleRuns
     }
 
     /// <summary>
-    /// Trains every variant for every seed, seed by seed. <paramref name="progress"/> gets a line before each run
-    /// and a summary at the end.
+    /// Trains every variant for every seed: built seed by seed, trained side by side (<see cref="ConcurrentRuns"/>:
+    /// each run gives the numbers it gives alone). <paramref name="progress"/> gets a line as each run starts and a
+    /// summary at the end.
     /// </summary>
     public static LossScaleRuns Train(LossScaleExperiment experiment, IReadOnlyList<LossScaleVariant> variants, IReadOnlyList<int> seeds,
-        Action<string>? progress = null)
+        Action<string>? progress = null, int? workers = null)
     {
         ArgumentNullException.ThrowIfNull(experiment);
         if (variants.Count == 0 || seeds.Count == 0) throw new ArgumentException("need at least one variant and one seed");
@@ -48,19 +49,21 @@ public sealed class LossScaleRuns
         var gradients = new Dictionary<string, GradientNorms>();
         var updates = new Dictionary<string, UpdateRatios>();
         var clock = Stopwatch.StartNew();
-        foreach (int s in seeds)
-            foreach (var v in variants)
-            {
-                bool first = s == seeds[0];
-                progress?.Invoke($"training {v.Label} · seed {s} ({runs.Count + 1}/{variants.Count * seeds.Count}, {clock.Elapsed.TotalSeconds:F0} s so far)");
-                runs[(v.Key, s)] = experiment.Train(v.Label, v.Reduction, v.LearningRate, v.Init, s,
-                    alsoValidateWith: first ? v.AlsoValidateWith : null, trackAccuracy: v.TrackAccuracy,
-                    instrument: !(first && v.Probed) ? null : loop =>
-                    {
-                        gradients[v.Key] = new GradientNorms(every: 25, include: n => n.EndsWith("weight")).AttachTo(loop);
-                        updates[v.Key] = new UpdateRatios(every: 25).AttachTo(loop);
-                    });
-            }
+        var plan = seeds.SelectMany(s => variants.Select(v => (Seed: s, Variant: v))).ToList();
+        var histories = ConcurrentRuns.Map(plan, p =>
+        {
+            bool first = p.Seed == seeds[0];
+            var v = p.Variant;
+            return experiment.Prepare(v.Label, v.Reduction, v.LearningRate, v.Init, p.Seed,
+                alsoValidateWith: first ? v.AlsoValidateWith : null, trackAccuracy: v.TrackAccuracy,
+                instrument: !(first && v.Probed) ? null : loop =>
+                {
+                    gradients[v.Key] = new GradientNorms(every: 25, include: n => n.EndsWith("weight")).AttachTo(loop);
+                    updates[v.Key] = new UpdateRatios(every: 25).AttachTo(loop);
+                });
+        }, train => train(), workers,
+            started: i => progress?.Invoke($"training {plan[i].Variant.Label} · seed {plan[i].Seed} ({i + 1}/{plan.Count}, {clock.Elapsed.TotalSeconds:F0} s so far)"));
+        for (int i = 0; i < plan.Count; i++) runs[(plan[i].Variant.Key, plan[i].Seed)] = histories[i];
         double seconds = clock.Elapsed.TotalSeconds;
         progress?.Invoke($"trained {runs.Count} runs in {seconds:F0} s ({runs.Values.Sum(r => r.Steps.Count) / seconds:F0} steps/s overall)");
         return new LossScaleRuns(experiment, variants, seeds, runs, gradients, updates, seconds);
