@@ -15,6 +15,38 @@ public sealed class ClinicReport
     /// <summary>Cases of group <paramref name="g"/> with one of <paramref name="verdicts"/>.</summary>
     public int Count(ClinicGroup g, params ClinicVerdict[] verdicts) => Results.Count(r => r.Case.Group == g && verdicts.Contains(r.Verdict));
 
+    /// <summary>Found / false alarms / held-out found, per group.</summary>
+    public ClinicTally Tally() => ClinicTally.Of(this);
+
+    /// <summary>The worst (largest) overhead ratio over the workloads: at the default cadence and with every detector every step.</summary>
+    public (double Default, double EveryStep) WorstOverhead() =>
+        Overhead.Count == 0 ? (double.NaN, double.NaN) : (Overhead.Max(o => o.DefaultRatio), Overhead.Max(o => o.EveryStepRatio));
+
+    /// <summary>One line per overhead workload (ms/step, the ratios and each round's), then the targets and whether they were met.</summary>
+    public string OverheadSummary()
+    {
+        if (Overhead.Count == 0) return "overhead not measured";
+        var sb = new StringBuilder();
+        foreach (var o in Overhead)
+            sb.AppendLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"{o.Workload}: {o.BaselineStepMs:F2} ms/step; default {o.DefaultRatio:F3}× (rounds: {string.Join(" ", o.DefaultRatios.Select(r => r.ToString("F2", System.Globalization.CultureInfo.InvariantCulture)))}); " +
+                $"every step {o.EveryStepRatio:F3}× (rounds: {string.Join(" ", o.EveryStepRatios.Select(r => r.ToString("F2", System.Globalization.CultureInfo.InvariantCulture)))})"));
+        var (worstDefault, worstEvery) = WorstOverhead();
+        sb.Append(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"targets: ≤ 1.05× at the default cadence — worst workload {worstDefault:F3}× ({(worstDefault <= 1.05 ? "met" : "NOT met")}); " +
+            $"≤ 1.3× every step — worst {worstEvery:F3}× ({(worstEvery <= 1.3 ? "met" : "NOT met")})"));
+        return sb.ToString();
+    }
+
+    /// <summary>Records the worst overhead ratios as the notebook's figures (overhead_default_worst, overhead_every_step_worst).</summary>
+    public void RecordOverhead()
+    {
+        var (worstDefault, worstEvery) = WorstOverhead();
+        if (Overhead.Count == 0) return;
+        TrainingForensics.Results.Figures.Record("overhead_default_worst", worstDefault, "ratio", "instrumented/uninstrumented step time, default cadence, worst workload (median of rounds)");
+        TrainingForensics.Results.Figures.Record("overhead_every_step_worst", worstEvery, "ratio", "the same with every detector every step");
+    }
+
     /// <summary>One row per case: group, case, source, verdict, steps to detection, checks fired, seconds.</summary>
     public DataFrame ToDataFrame() => new(
         new StringDataFrameColumn("group", Results.Select(r => r.Group)),
