@@ -10,8 +10,12 @@ public sealed record Series(string Name, IReadOnlyList<double> X, IReadOnlyList<
         new(name, Enumerable.Range(0, y.Count).Select(i => (double)i).ToArray(), y, dash);
 }
 
-/// <summary>One sub-plot of a figure: axis titles, log axes, and its series.</summary>
-public sealed record Panel(string Title, string XTitle, string YTitle, IReadOnlyList<Series> Series, bool LogY = false, bool LogX = false);
+/// <summary>
+/// One sub-plot of a figure: axis titles, log axes, and its series. <paramref name="WholeX"/>: ticks on whole numbers
+/// only (epochs); <paramref name="YRange"/>: a fixed value range (a fraction: 0 to 1) instead of the data's.
+/// </summary>
+public sealed record Panel(string Title, string XTitle, string YTitle, IReadOnlyList<Series> Series, bool LogY = false, bool LogX = false,
+    bool WholeX = false, (double Low, double High)? YRange = null);
 
 /// <summary>
 /// Builds Plotly.NET charts from plotly.js attribute names. Plotly.NET's typed API is made for F#: from C# every
@@ -64,11 +68,13 @@ public static class PlotlyFigure
                 ["domain"] = new[] { left, left + width }, ["title"] = Text(p.XTitle), ["anchor"] = "y" + suffix,
                 ["type"] = p.LogX ? "log" : "linear",
             };
+            if (p.WholeX) ((Dictionary<string, object>)layout["xaxis" + suffix])["dtick"] = 1;
             layout["yaxis" + suffix] = new Dictionary<string, object>
             {
                 ["title"] = Text(p.YTitle), ["anchor"] = "x" + suffix, ["type"] = p.LogY ? "log" : "linear",
                 ["exponentformat"] = "e",
             };
+            if (p.YRange is { } range) ((Dictionary<string, object>)layout["yaxis" + suffix])["range"] = new[] { range.Low, range.High };
             if (panels.Count > 1)
                 ((List<object>)layout["annotations"]).Add(new Dictionary<string, object>
                 {

@@ -27,9 +27,13 @@ public static class Plots
         var panels = new List<Panel> { new("loss", "step", smooth > 1 ? $"training loss (mean of {smooth} steps)" : "training loss", loss, logLoss) };
         if (epochValue != null)
             panels.Add(new Panel(epochValue, "epoch", epochValue,
-                list.Select(r => new Series(r.Name, r.Epochs.Select(e => (double)e.Epoch).ToArray(), r.EpochValues(epochValue))).ToList()));
+                list.Select(r => new Series(r.Name, r.Epochs.Select(e => (double)e.Epoch).ToArray(), r.EpochValues(epochValue))).ToList(),
+                WholeX: true, YRange: IsFraction(epochValue) ? (0, 1) : null));
         return PlotlyFigure.Panels(title, panels);
     }
+
+    // accuracies and fractions live on [0, 1]: an axis fitted to the data exaggerates small differences
+    static bool IsFraction(string name) => name.Contains("accuracy", StringComparison.OrdinalIgnoreCase) || name.Contains("fraction", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>Trailing moving average over <paramref name="window"/> values (window 1 returns a copy).</summary>
     public static double[] MovingAverage(IReadOnlyList<double> values, int window)
@@ -95,7 +99,7 @@ public static class Plots
 
     /// <summary>A matrix as a heatmap (rows × columns), e.g. a per-layer statistic over steps or a confusion matrix.</summary>
     public static GenericChart Heatmap(string title, double[,] values, IReadOnlyList<string> rowNames, IReadOnlyList<string> columnNames,
-        string xTitle = "", string yTitle = "", string colorscale = "Viridis", bool annotate = false)
+        string xTitle = "", string yTitle = "", string colorscale = "Viridis", bool annotate = false, bool reverseScale = false)
     {
         int rows = values.GetLength(0), cols = values.GetLength(1);
         if (rowNames.Count != rows || columnNames.Count != cols)
@@ -104,6 +108,7 @@ public static class Plots
         var trace = new Dictionary<string, object>
         {
             ["type"] = "heatmap", ["z"] = z, ["x"] = columnNames.ToArray(), ["y"] = rowNames.ToArray(), ["colorscale"] = colorscale,
+            ["reversescale"] = reverseScale,
         };
         if (annotate)
         {

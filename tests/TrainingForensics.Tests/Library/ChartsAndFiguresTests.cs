@@ -22,6 +22,33 @@ public class ChartsTests
     }
 
     [Fact]
+    public void A_histogram_keeps_values_at_the_top_of_its_range_and_shows_sets_side_by_side()
+    {
+        // 32 saturated outputs of exactly 1.0 used to fall outside the last half-open bin
+        var (counts, outside) = HistogramChart.Count(Enumerable.Repeat(1.0f, 32).Append(0f).Append(0.5f).Append(2f).Append(float.NaN), 0, 1, 10);
+        Assert.Equal(32, counts[^1]);
+        Assert.Equal(1, counts[0]);
+        Assert.Equal(1, counts[5]);
+        Assert.Equal(2, outside);
+        var json = Json(HistogramChart.Create("outputs", new Dictionary<string, float[]> { ["step 0"] = new[] { 0.5f }, ["step 14"] = new[] { 1f, 3f } }, bins: 4, min: 0, max: 1));
+        Assert.Equal("group", json.GetProperty("layout").GetProperty("barmode").GetString());
+        var traces = json.GetProperty("data").EnumerateArray().ToList();
+        Assert.Equal(1, traces[1].GetProperty("y")[3].GetInt64());
+        Assert.Equal("step 14 (1 outside the range)", traces[1].GetProperty("name").GetString());
+    }
+
+    [Fact]
+    public void Epoch_values_are_drawn_on_whole_epochs_and_accuracies_on_zero_to_one()
+    {
+        var h = new TrainingForensics.Training.TrainingHistory("run");
+        h.Add(new TrainingForensics.Training.StepRecord(1, 0, 2.0, 0.01, new Dictionary<string, double>()));
+        h.Add(new TrainingForensics.Training.EpochRecord(1, 1, 2.0, 0.1, new Dictionary<string, double> { ["test_accuracy"] = 0.9 }));
+        var layout = Json(Plots.TrainingCurves("run", new[] { h }, epochValue: "test_accuracy")).GetProperty("layout");
+        Assert.Equal(1, layout.GetProperty("xaxis2").GetProperty("dtick").GetInt32());
+        Assert.Equal(new[] { 0.0, 1.0 }, layout.GetProperty("yaxis2").GetProperty("range").EnumerateArray().Select(v => v.GetDouble()));
+    }
+
+    [Fact]
     public void Side_by_side_panels_have_their_own_axes_and_a_shared_legend()
     {
         var chart = TrainingForensics.Charts.Plots.SideBySide("runs",

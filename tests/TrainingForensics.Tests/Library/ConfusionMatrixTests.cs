@@ -37,6 +37,7 @@ public class CaseStudy1ConfusionMatrixTests
         var json = Plots.ToJson(ConfusionMatrixChart.Create(cm));
         Assert.Contains("heatmap", json);
         Assert.Contains("52", json);
+        Assert.Contains("\"reversescale\":true", json.Replace(" ", "")); // an empty cell is the lightest, not the darkest
     }
 
     [Fact]
