@@ -61,9 +61,14 @@ public sealed class DiagnosisReport
         new StringDataFrameColumn("check", Findings.Select(f => f.Check)),
         new Int64DataFrameColumn("first_step", Findings.Select(f => f.FirstStep)),
         new StringDataFrameColumn("finding", Findings.Select(f => f.Summary)),
-        new StringDataFrameColumn("evidence", Findings.Select(f => string.Join("; ", f.Evidence.Select(e => $"{e.Key}={e.Value:G6}")))),
+        new StringDataFrameColumn("evidence", Findings.Select(EvidenceText)),
         new StringDataFrameColumn("fix", Findings.Select(f => f.Fix)),
         new StringDataFrameColumn("notebook", Findings.Select(f => f.Notebook)));
+
+    // a static check (read from the model's structure) has no measured numbers: say so instead of an empty line
+    static string EvidenceText(Finding f) => f.Evidence.Count == 0
+        ? "the model's structure (a static check: nothing measured)"
+        : string.Join("; ", f.Evidence.Select(e => $"{e.Key}={e.Value:G6}"));
 
     public override string ToString()
     {
@@ -72,7 +77,7 @@ public sealed class DiagnosisReport
         foreach (var f in Findings)
         {
             sb.AppendLine($"- [{f.Check}] step {f.FirstStep}: {f.Summary}");
-            sb.AppendLine($"    evidence: {string.Join("; ", f.Evidence.Select(e => $"{e.Key}={e.Value:G6}"))}");
+            sb.AppendLine($"    evidence: {EvidenceText(f)}");
             sb.AppendLine($"    fix: {f.Fix} (see {f.Notebook})");
         }
         return sb.ToString();

@@ -158,6 +158,9 @@ public class DoctorTests
         Assert.Equal(0, report.Get("squashing-layer-before-logits-loss")!.FirstStep);
         Assert.True(report.Has("probabilities-into-logits-loss"));
         Assert.Equal("01-loss-plateau", report.Get("squashing-layer-before-logits-loss")!.Notebook);
+        // a static finding has no numbers: its evidence line says where it came from instead of ending empty
+        Assert.Contains("evidence: the model's structure (a static check: nothing measured)", report.ToString());
+        Assert.DoesNotMatch(@"evidence: *\r?\n", report.ToString());
     }
 
     [Fact]
