@@ -199,7 +199,9 @@ public sealed class LossScaleCheck : Check
     void Observe(StepContext ctx)
     {
         if (ctx.Step % _every != 0) return;
-        Inspect(ctx.Loss.to_type(ScalarType.Float64).item<double>(), ctx.Outputs, ctx.Targets, ctx.Step);
+        double loss = ctx.Loss.to_type(ScalarType.Float64).item<double>();
+        // a NaN/∞ loss has no scale to read; the loop itself stops on it and names the cause
+        if (double.IsFinite(loss)) Inspect(loss, ctx.Outputs, ctx.Targets, ctx.Step);
     }
 
     public override void Reset()

@@ -8,6 +8,9 @@ public sealed record StepRecord(int Epoch, long Step, double Loss, double Second
 /// <summary>One epoch: mean training loss, time, and the evaluation values.</summary>
 public sealed record EpochRecord(int Epoch, long Steps, double TrainLoss, double Seconds, IReadOnlyDictionary<string, double> Values);
 
+/// <summary>The first step of a run whose loss was NaN or ±∞, and the likely cause the loop named.</summary>
+public sealed record NonFiniteLoss(long Step, int Epoch, double Loss, string Cause);
+
 /// <summary>Per-step and per-epoch records of a run, convertible to DataFrames for tables and charts.</summary>
 public sealed class TrainingHistory
 {
@@ -19,6 +22,9 @@ public sealed class TrainingHistory
 
     public IReadOnlyList<StepRecord> Steps => _steps;
     public IReadOnlyList<EpochRecord> Epochs => _epochs;
+
+    /// <summary>The run's first non-finite loss (it diverged), or null: set by <see cref="TrainingLoop"/>.</summary>
+    public NonFiniteLoss? Divergence { get; internal set; }
 
     internal void Add(StepRecord s) => _steps.Add(s);
     internal void Add(EpochRecord e) => _epochs.Add(e);

@@ -96,7 +96,12 @@ public sealed class TrainingLoop
         var record = new StepRecord(epoch, _step, lossValue, watch.Elapsed.TotalSeconds, new Dictionary<string, double>(ctx.Logged));
         History.Add(record);
         _step++;
-        if (!double.IsFinite(lossValue) && StopOnNonFiniteLoss) throw NonFinite(record, inputs);
+        if (!double.IsFinite(lossValue) && History.Divergence == null)
+        {
+            var e = NonFinite(record, inputs);
+            History.Divergence = new NonFiniteLoss(record.Step, record.Epoch, record.Loss, e.Cause);
+            if (StopOnNonFiniteLoss) throw e;
+        }
         return record;
     }
 
@@ -116,7 +121,7 @@ public sealed class TrainingLoop
         return new NonFiniteLossException(
             $"{History.Name}: the loss is {record.Loss} at step {record.Step} (epoch {record.Epoch}); likely cause: {cause}. " +
             "Training stopped here; set StopOnNonFiniteLoss = false to keep going (the history keeps the non-finite losses).",
-            record.Step, record.Loss);
+            record.Step, record.Loss) { Cause = cause };
     }
 
     // libtorch's own message for a batch on another device than the model is a native stack; name the fix instead
@@ -171,4 +176,6 @@ public sealed class NonFiniteLossException(string message, long step, double los
 {
     public long Step { get; } = step;
     public double Loss { get; } = loss;
+    /// <summary>The likely cause, in words.</summary>
+    public string Cause { get; init; } = "";
 }

@@ -146,4 +146,21 @@ public class BadTrainingInputTests
         Assert.Contains("epochs must be at least 1", executed);
         Assert.DoesNotContain("Index was out of range", executed);
     }
+
+    [Fact]
+    public void Notebook_02_with_a_summed_loss_completes_and_says_in_words_which_runs_diverged()
+    {
+        using var outDir = new TempDir();
+        string path = Path.Combine(TestPaths.RepositoryRoot, "notebooks", "02-loss-scale-and-metrics.ipynb");
+        var stdout = new StringWriter();
+        int exit = RunnerCli.Run(new[] { path, "--quick", "--param", "quietReduction=sum", "--out", outDir.Path }, stdout, new StringWriter());
+        string executed = File.ReadAllText(Path.Combine(outDir.Path, "02-loss-scale-and-metrics.ipynb"));
+        Assert.True(exit == 0, stdout.ToString());
+        Assert.Contains("runs diverged and stopped at their first non-finite loss", executed);
+        Assert.Contains("likely too high", executed);
+        Assert.Contains("✓ runs diverge only when the loss is scaled above the hand-written one", executed);
+        var figures = TrainingForensics.Results.Figures.ReadJson(Path.Combine(outDir.Path, "02-loss-scale-and-metrics.figures.json"));
+        Assert.True((double)figures["diverged_runs"] >= 1);
+        Assert.DoesNotContain("test_accuracy_d", figures.Keys);   // no accuracy for a variant whose runs all diverged
+    }
 }

@@ -3,6 +3,7 @@ using TrainingForensics.CaseStudies.LossScale;
 using TrainingForensics.Data;
 using TrainingForensics.Diagnostics;
 using TrainingForensics.Models;
+using TrainingForensics.Results;
 using TrainingForensics.Setup;
 using TrainingForensics.Training;
 using static TorchSharp.torch;
@@ -215,5 +216,40 @@ public class LossScaleTests
         Assert.Equal(runs["a", 5].Epochs[^1].Values["test_accuracy"], variation.ReferenceAccuracy);
         Assert.True(variation.Drift(10).ScaledLr < 1e-5);
         Assert.Throws<KeyNotFoundException>(() => runs["e", 5]);
+    }
+
+    [Fact]
+    public void A_diverging_run_stops_at_its_first_non_finite_loss_and_is_left_out_of_the_comparisons_in_words()
+    {
+        TorchEnvironment.Setup(1);
+        using var mnist = Mnist.Load(TestPaths.MnistDir);
+        var experiment = SmallExperiment(mnist);
+        var variants = new LossScaleVariant[]
+        {
+            new("a", "(a)", Reduction.SumOverBatch, 0.01, "torch"),
+            new("b", "(b)", Reduction.Sum, 0.01, "glorot"),   // a loss 32× the hand-written one at the same lr: diverges
+            new("c", "(c)", Reduction.Mean, 0.1, "torch"),
+            new("d", "(d)", Reduction.Mean, 0.01, "glorot"),
+        };
+        var runs = LossScaleRuns.Train(experiment, variants, new[] { 5 });
+        var diverged = Assert.Single(runs.Diverged);
+        Assert.Equal("(b) · seed 5", diverged.Name);
+        Assert.False(double.IsFinite(diverged.Losses[^1]));
+        Assert.Equal(diverged.Steps.Count - 1, diverged.Divergence!.Step);   // stopped there
+        Assert.Contains("likely too high", diverged.Divergence.Cause);
+        Assert.DoesNotContain(diverged, runs.Completed);
+        Assert.Equal(0, runs.TestAccuracy("b").Runs);
+        Assert.True(double.IsNaN(runs.TestAccuracy("b").Mean));
+        string report = runs.DivergenceReport();
+        Assert.StartsWith("1 of 4 runs diverged", report);
+        Assert.Contains("(b) · seed 5: loss", report);
+        Assert.Contains("b: every run diverged: no test accuracy", runs.Gaps().ToString());
+        Figures.Reset();
+        runs.Gaps().Record();                                                  // the diverged variant's figures are left out, not NaN
+        runs.RecordDivergence();
+        Assert.Throws<KeyNotFoundException>(() => Figures.Get("test_accuracy_b"));
+        Assert.Equal(1L, Figures.Get("diverged_runs"));
+        Assert.Equal("no run diverged: all 4 losses stayed finite",
+            LossScaleRuns.Train(SmallExperiment(mnist), variants.Select(v => v.Key == "b" ? v with { Reduction = Reduction.SumOverBatch } : v).ToList(), new[] { 5 }).DivergenceReport());
     }
 }

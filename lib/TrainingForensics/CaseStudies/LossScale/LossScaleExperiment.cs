@@ -120,16 +120,21 @@ public sealed class LossScaleExperiment : IDisposable
     TrainingHistory Run(TrainingLoop loop, nn.Module<Tensor, Tensor> model, Generator shuffle, Reduction reduction, long? maxSteps, Reduction? alsoValidateWith)
     {
         int epochs = Config.Epochs, done = 0;
-        loop.Run(_ => TrainingSet.Batches(Config.BatchSize, generator: shuffle, flatten: true), epochs, maxSteps: maxSteps, evaluate: () =>
+        // a diverging run (a loss scaled up at the same lr) stops at its first NaN/∞ loss; its history says where and why
+        try
         {
-            var (testLoss, testAccuracy) = Evaluation.Run(model, TestBatches(), Losses.Mse(reduction));
-            var values = new Dictionary<string, double> { ["test_accuracy"] = testAccuracy, ["test_loss"] = testLoss };
-            if (alsoValidateWith is { } other)
-                values["test_loss_" + other.Label()] = Evaluation.Run(model, TestBatches(), Losses.Mse(other)).Loss;
-            if (++done == epochs || loop.StepCount >= (maxSteps ?? long.MaxValue))
-                values["train_accuracy"] = Evaluation.Run(model, TrainingSet.Batches(Config.EvaluationBatch, shuffle: false, flatten: true)).Accuracy;
-            return values;
-        });
+            loop.Run(_ => TrainingSet.Batches(Config.BatchSize, generator: shuffle, flatten: true), epochs, maxSteps: maxSteps, evaluate: () =>
+            {
+                var (testLoss, testAccuracy) = Evaluation.Run(model, TestBatches(), Losses.Mse(reduction));
+                var values = new Dictionary<string, double> { ["test_accuracy"] = testAccuracy, ["test_loss"] = testLoss };
+                if (alsoValidateWith is { } other)
+                    values["test_loss_" + other.Label()] = Evaluation.Run(model, TestBatches(), Losses.Mse(other)).Loss;
+                if (++done == epochs || loop.StepCount >= (maxSteps ?? long.MaxValue))
+                    values["train_accuracy"] = Evaluation.Run(model, TrainingSet.Batches(Config.EvaluationBatch, shuffle: false, flatten: true)).Accuracy;
+                return values;
+            });
+        }
+        catch (NonFiniteLossException) when (loop.History.Divergence != null) { }
         return loop.History;
     }
 

@@ -90,11 +90,43 @@ public sealed class LossScaleRuns
     /// <summary>The variant part of a run's name (the name without " · seed N"): how runs are grouped over seeds.</summary>
     public static string Group(TrainingHistory run) => run.Name.Split(" · ")[0];
 
-    /// <summary>The final test accuracy of variant <paramref name="key"/> over the seeds.</summary>
-    public RunSummary TestAccuracy(string key) => RunComparison.Summarize(key, Seeds.Select(s => this[key, s]), "test_accuracy");
+    /// <summary>The runs that finished (none of their losses was NaN/∞), in table order.</summary>
+    public IReadOnlyList<TrainingHistory> Completed => All.Where(r => r.Divergence == null).ToList();
+
+    /// <summary>The runs that diverged (a NaN/∞ loss stopped them), in table order.</summary>
+    public IReadOnlyList<TrainingHistory> Diverged => All.Where(r => r.Divergence != null).ToList();
+
+    /// <summary>
+    /// Which runs diverged, where and why, in words — or that none did. A loss scaled above the hand-written one at
+    /// the same learning rate takes steps that many times larger, and a large enough factor blows the weights up.
+    /// </summary>
+    public string DivergenceReport()
+    {
+        var diverged = Diverged;
+        if (diverged.Count == 0) return $"no run diverged: all {Count} losses stayed finite";
+        return $"{diverged.Count} of {Count} runs diverged and stopped at their first non-finite loss; their accuracies are left out of the comparisons below:" +
+               string.Concat(diverged.Select(r => $"{Environment.NewLine}  {r.Name}: loss {r.Divergence!.Loss} at step {r.Divergence.Step} (epoch {r.Divergence.Epoch}); {r.Divergence.Cause}"));
+    }
+
+    /// <summary>Records how many runs diverged (diverged_runs).</summary>
+    public void RecordDivergence() =>
+        Figures.Record("diverged_runs", (long)Diverged.Count, "runs", "runs of the main table stopped by a NaN/∞ loss");
+
+    /// <summary>
+    /// The final test accuracy of variant <paramref name="key"/> over the seeds whose run finished; a variant whose
+    /// every run diverged has no accuracy (NaN, n = 0).
+    /// </summary>
+    public RunSummary TestAccuracy(string key) => Finished(key, "test_accuracy");
+
+    RunSummary Finished(string key, string value)
+    {
+        var finished = Seeds.Select(s => this[key, s]).Where(r => r.Divergence == null).ToList();
+        return finished.Count > 0 ? RunComparison.Summarize(key, finished, value)
+            : new RunSummary(key, 0, double.NaN, double.NaN, double.NaN, double.NaN, Array.Empty<double>());
+    }
 
     /// <summary>The training accuracy after the last epoch of variant <paramref name="key"/> over the seeds.</summary>
-    public RunSummary TrainAccuracy(string key) => RunComparison.Summarize(key, Seeds.Select(s => this[key, s]), "train_accuracy");
+    public RunSummary TrainAccuracy(string key) => Finished(key, "train_accuracy");
 
     /// <summary>(a)–(d)'s test accuracy over the seeds and the tolerances of the comparisons between them.</summary>
     public AccuracyGaps Gaps() => new(TestAccuracy("a"), TestAccuracy("b"), TestAccuracy("c"), TestAccuracy("d"), Seeds.Count);
@@ -173,20 +205,23 @@ public sealed class AccuracyGaps
     /// <summary>Records each variant's mean test accuracy, the spread of (a) and (b), and the gap (a) − (b).</summary>
     public void Record()
     {
-        Figures.Record("test_accuracy_a", A.Mean, "fraction", "(a) Σ/B, mean over seeds");
-        Figures.Record("test_accuracy_b", B.Mean, "fraction", "(b) quiet reduction, mean over seeds");
-        Figures.Record("test_accuracy_c", C.Mean, "fraction", "(c) quiet reduction with compensated lr, mean over seeds");
-        Figures.Record("test_accuracy_d", D.Mean, "fraction", "(d) quiet reduction, Glorot init, mean over seeds");
-        Figures.Record("test_accuracy_std_a", A.Std, "fraction", "seed-to-seed standard deviation of (a)");
-        Figures.Record("test_accuracy_std_b", B.Std, "fraction", "seed-to-seed standard deviation of (b)");
-        Figures.Record("gap_a_b", A.Mean - B.Mean, "fraction", "test accuracy (a) − (b)");
+        // a variant whose every run diverged has no accuracy: its figures are not recorded (DivergenceReport says why)
+        void Put(string name, double value, string description) { if (double.IsFinite(value)) Figures.Record(name, value, "fraction", description); }
+        Put("test_accuracy_a", A.Mean, "(a) Σ/B, mean over seeds");
+        Put("test_accuracy_b", B.Mean, "(b) quiet reduction, mean over seeds");
+        Put("test_accuracy_c", C.Mean, "(c) quiet reduction with compensated lr, mean over seeds");
+        Put("test_accuracy_d", D.Mean, "(d) quiet reduction, Glorot init, mean over seeds");
+        Put("test_accuracy_std_a", A.Std, "seed-to-seed standard deviation of (a)");
+        Put("test_accuracy_std_b", B.Std, "seed-to-seed standard deviation of (b)");
+        Put("gap_a_b", A.Mean - B.Mean, "test accuracy (a) − (b)");
     }
 
     /// <summary>One line per variant (mean ± std, runs, range), then the tolerances.</summary>
     public override string ToString()
     {
         static string P(double v) => v.ToString("P2", CultureInfo.CurrentCulture);
-        var lines = new[] { A, B, C, D }.Select(x => $"{x.Group}: test accuracy {P(x.Mean)} ± {P(x.Std)} (n={x.Runs}, range {P(x.Min)}–{P(x.Max)})").ToList();
+        var lines = new[] { A, B, C, D }.Select(x => x.Runs == 0 ? $"{x.Group}: every run diverged: no test accuracy"
+            : $"{x.Group}: test accuracy {P(x.Mean)} ± {P(x.Std)} (n={x.Runs}, range {P(x.Min)}–{P(x.Max)})").ToList();
         lines.Add(SpreadMeasured ? $"tolerances from the spread: (a)−(b) {P(ToleranceAB)}, (a)−(c) {P(ToleranceAC)}" : "fewer than 3 seeds: spread not measured, fixed margin of 1 point");
         return string.Join(Environment.NewLine, lines);
     }
