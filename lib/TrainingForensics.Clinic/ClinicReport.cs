@@ -82,26 +82,44 @@ public sealed class ClinicReport
     public Plotly.NET.GenericChart DetectionChart(string title = "Clinic: steps until the doctor's first relevant finding")
     {
         var rows = Results.Where(r => r.Case.Group != ClinicGroup.Healthy || r.Verdict == ClinicVerdict.FalseAlarm).Reverse().ToList();
-        string Colour(ClinicResult r) => r.Verdict switch { ClinicVerdict.Found => "#2ca02c", ClinicVerdict.FoundByOtherCheck => "#bcbd22", ClinicVerdict.Missed => "#7f7f7f", _ => "#d62728" };
-        var traces = new List<Dictionary<string, object>>
-        {
-            new()
+        string Colour(ClinicResult r) => r.Verdict switch { ClinicVerdict.Found => "#2ca02c", ClinicVerdict.FoundByOtherCheck => "#bcbd22", _ => "#d62728" };
+        // two measures, two traces: how long until a finding (solid), and how long a missed case ran with none (hatched grey)
+        var detected = rows.Where(r => r.Verdict != ClinicVerdict.Missed).ToList();
+        var missed = rows.Where(r => r.Verdict == ClinicVerdict.Missed).ToList();
+        var traces = new List<Dictionary<string, object>>();
+        if (detected.Count > 0)
+            traces.Add(new()
             {
-                ["type"] = "bar", ["orientation"] = "h", ["name"] = "steps to detection",
-                ["y"] = rows.Select(r => r.Case.Name).ToArray(),
-                ["x"] = rows.Select(r => (double)(r.StepsToDetection ?? r.Case.Steps)).ToArray(),
-                ["text"] = rows.Select(r => r.Verdict == ClinicVerdict.Missed ? $"missed ({r.Case.Steps} steps run)" : $"{r.Verdict.Text()} at step {r.StepsToDetection}").ToArray(),
+                ["type"] = "bar", ["orientation"] = "h", ["name"] = "steps to the first relevant finding",
+                ["y"] = detected.Select(r => r.Case.Name).ToArray(),
+                ["x"] = detected.Select(r => (double)(r.StepsToDetection ?? 0)).ToArray(),
+                ["text"] = detected.Select(r => $"{r.Verdict.Text()} at step {r.StepsToDetection}").ToArray(),
                 ["textposition"] = "outside",
-                ["marker"] = new Dictionary<string, object> { ["color"] = rows.Select(Colour).ToArray() },
-            },
-        };
+                ["marker"] = new Dictionary<string, object> { ["color"] = detected.Select(Colour).ToArray() },
+            });
+        if (missed.Count > 0)
+            traces.Add(new()
+            {
+                ["type"] = "bar", ["orientation"] = "h", ["name"] = "missed: steps run without a finding",
+                ["y"] = missed.Select(r => r.Case.Name).ToArray(),
+                ["x"] = missed.Select(r => (double)r.Case.Steps).ToArray(),
+                ["text"] = missed.Select(r => $"missed ({r.Case.Steps} steps run)").ToArray(),
+                ["textposition"] = "outside",
+                ["marker"] = new Dictionary<string, object>
+                {
+                    ["color"] = "#d9d9d9", ["line"] = new Dictionary<string, object> { ["color"] = "#7f7f7f", ["width"] = 1 },
+                    ["pattern"] = new Dictionary<string, object> { ["shape"] = "/", ["fgcolor"] = "#7f7f7f" },
+                },
+            });
+        double longest = traces.SelectMany(t => (double[])t["x"]).DefaultIfEmpty(1).Max();
         var layout = new Dictionary<string, object>
         {
             ["title"] = new Dictionary<string, object> { ["text"] = title },
-            ["height"] = 140 + 26 * rows.Count, ["width"] = 1000,
-            ["margin"] = new Dictionary<string, object> { ["l"] = 300, ["r"] = 40, ["t"] = 50, ["b"] = 50 },
-            ["xaxis"] = new Dictionary<string, object> { ["title"] = new Dictionary<string, object> { ["text"] = "training step" }, ["range"] = new[] { 0.0, 1.35 * Results.Max(r => r.Case.Steps) } },
-            ["showlegend"] = false,
+            ["height"] = 160 + 26 * rows.Count, ["width"] = 1000, ["barmode"] = "overlay",
+            ["margin"] = new Dictionary<string, object> { ["l"] = 300, ["r"] = 40, ["t"] = 50, ["b"] = 90 },
+            // the axis fits the bars drawn (room for their labels), not the longest case of the whole suite
+            ["xaxis"] = new Dictionary<string, object> { ["title"] = new Dictionary<string, object> { ["text"] = "training steps" }, ["range"] = new[] { 0.0, 1.35 * Math.Max(1, longest) } },
+            ["showlegend"] = true, ["legend"] = new Dictionary<string, object> { ["orientation"] = "h", ["y"] = -0.15 },
         };
         return TrainingForensics.Charts.PlotlyFigure.Build(traces, layout);
     }

@@ -28,6 +28,17 @@ public class ClinicTests
         using var json = JsonDocument.Parse(report.ToJson());
         Assert.Equal(cases.Count, json.RootElement.GetProperty("cases").GetArrayLength());
         Assert.Contains("designed-for bugs:", report.ToString());
+
+        // the detection chart: found and missed are two measures, two traces; the axis fits the bars drawn
+        var tally = report.Tally();
+        Assert.Equal(report.Count(ClinicGroup.DesignedBug, ClinicVerdict.Found), tally.DesignedFound);
+        using var chart = JsonDocument.Parse(TrainingForensics.Charts.Plots.ToJson(report.DetectionChart()));
+        var traces = chart.RootElement.GetProperty("data").EnumerateArray().ToList();
+        double longest = traces.SelectMany(t => t.GetProperty("x").EnumerateArray()).Max(x => x.GetDouble());
+        double axisEnd = chart.RootElement.GetProperty("layout").GetProperty("xaxis").GetProperty("range")[1].GetDouble();
+        Assert.Equal(1.35 * longest, axisEnd, 6);
+        Assert.Equal(report.Results.Any(r => r.Verdict == ClinicVerdict.Missed && r.Case.Group != ClinicGroup.Healthy),
+            traces.Any(t => t.GetProperty("name").GetString()!.StartsWith("missed")));
     }
 
     [Fact]
