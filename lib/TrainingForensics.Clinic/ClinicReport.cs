@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text;
 using Microsoft.Data.Analysis;
 
@@ -28,11 +29,11 @@ public sealed class ClinicReport
         if (Overhead.Count == 0) return "overhead not measured";
         var sb = new StringBuilder();
         foreach (var o in Overhead)
-            sb.AppendLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                $"{o.Workload}: {o.BaselineStepMs:F2} ms/step; default {o.DefaultRatio:F3}× (rounds: {string.Join(" ", o.DefaultRatios.Select(r => r.ToString("F2", System.Globalization.CultureInfo.InvariantCulture)))}); " +
-                $"every step {o.EveryStepRatio:F3}× (rounds: {string.Join(" ", o.EveryStepRatios.Select(r => r.ToString("F2", System.Globalization.CultureInfo.InvariantCulture)))})"));
+            sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
+                $"{o.Workload}: {o.BaselineStepMs:F2} ms/step; default {o.DefaultRatio:F3}× (rounds: {string.Join(" ", o.DefaultRatios.Select(r => r.ToString("F2", CultureInfo.InvariantCulture)))}); " +
+                $"every step {o.EveryStepRatio:F3}× (rounds: {string.Join(" ", o.EveryStepRatios.Select(r => r.ToString("F2", CultureInfo.InvariantCulture)))})"));
         var (worstDefault, worstEvery) = WorstOverhead();
-        sb.Append(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+        sb.Append(string.Create(CultureInfo.InvariantCulture,
             $"targets: ≤ 1.05× at the default cadence — worst workload {worstDefault:F3}× ({(worstDefault <= 1.05 ? "met" : "NOT met")}); " +
             $"≤ 1.3× every step — worst {worstEvery:F3}× ({(worstEvery <= 1.3 ? "met" : "NOT met")})"));
         return sb.ToString();

@@ -16,10 +16,7 @@ public class HygieneLayoutTests
     static string Library => Path.Combine(TestPaths.RepositoryRoot, "lib", "TrainingForensics");
 
     static IEnumerable<(string Room, string Relative, string Text)> Sources() =>
-        Directory.EnumerateFiles(Library, "*.cs", SearchOption.AllDirectories)
-            .Select(f => Path.GetRelativePath(Library, f).Replace('\\', '/'))
-            .Where(rel => !rel.StartsWith("bin/") && !rel.StartsWith("obj/"))
-            .Select(rel => (rel.Split('/')[0], rel, File.ReadAllText(Path.Combine(Library, rel))));
+        TestPaths.Sources(Library).Select(s => (s.Relative.Split('/')[0], s.Relative, s.Text));
 
     [Fact]
     public void Every_source_sits_in_a_room_and_its_namespace_follows_its_folder()

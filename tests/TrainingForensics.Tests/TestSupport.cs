@@ -13,6 +13,13 @@ internal static class TestPaths
     public static string RepositoryRoot => Meta("RepositoryRoot");
     public static string NuGetPackageRoot => Meta("NuGetPackageRoot");
     public static string MnistDir => Path.Combine(RepositoryRoot, "data", "mnist");
+
+    /// <summary>Every C# source under <paramref name="root"/> but build outputs: its path relative to the root ('/'), and its text.</summary>
+    public static IEnumerable<(string Relative, string Text)> Sources(string root) =>
+        Directory.EnumerateFiles(root, "*.cs", SearchOption.AllDirectories)
+            .Select(f => (Relative: Path.GetRelativePath(root, f).Replace('\\', '/'), File: f))
+            .Where(x => !x.Relative.Split('/').Any(part => part is "bin" or "obj"))
+            .Select(x => (x.Relative, File.ReadAllText(x.File)));
 }
 
 /// <summary>A temporary directory removed after the test.</summary>

@@ -15,10 +15,6 @@ internal static class Placement
     /// <summary>The device a config asks for, or the current one.</summary>
     public static Device Resolve(Device? requested) => requested ?? TorchEnvironment.CurrentDevice;
 
-    /// <summary>Whether <paramref name="t"/> is on <paramref name="device"/> (any index of its type when the device has none).</summary>
-    public static bool IsOn(this Tensor t, Device device) =>
-        t.device_type == device.type && (device.index < 0 || t.device_index == device.index);
-
     public static Tensor On(this Tensor t, Device device) => t.IsOn(device) ? t : t.to(device);
 
     /// <summary>The module on <paramref name="device"/> (moved when its first parameter is elsewhere).</summary>

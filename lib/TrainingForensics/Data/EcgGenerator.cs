@@ -44,7 +44,7 @@ public sealed class EcgSet : IDisposable
         if (signals.dim() != 2) throw new ArgumentException($"signals must be N×L, got [{string.Join(",", signals.shape)}]");
         if (labels.dim() != 1 || labels.shape[0] != signals.shape[0])
             throw new ArgumentException($"labels must be one per record, got [{string.Join(",", labels.shape)}] for {signals.shape[0]} records");
-        if (!DevicePlacement.Same(signals.device, labels.device))
+        if (!labels.IsOn(signals.device))
             throw new ArgumentException($"signals on {signals.device}, labels on {labels.device}: one set lives on one device");
         Signals = signals; Labels = labels; Options = options;
     }
@@ -53,7 +53,7 @@ public sealed class EcgSet : IDisposable
     public Device Device => Signals.device;
 
     /// <summary>The set on <paramref name="device"/>, copied there once (a new set owning its copies); this set if already there.</summary>
-    public EcgSet To(Device device) => DevicePlacement.Same(Signals.device, device) ? this : new EcgSet(Signals.to(device), Labels.to(device), Options);
+    public EcgSet To(Device device) => Signals.IsOn(device) ? this : new EcgSet(Signals.to(device), Labels.to(device), Options);
 
     public Tensor Signals { get; }
     public Tensor Labels { get; }

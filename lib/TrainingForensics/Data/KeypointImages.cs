@@ -45,7 +45,7 @@ public sealed class KeypointSet : IDisposable
     {
         if (images.dim() != 4 || heatmaps.dim() != 4 || keypoints.dim() != 3 || images.shape[0] != heatmaps.shape[0] || images.shape[0] != keypoints.shape[0])
             throw new ArgumentException($"inconsistent keypoint set: images [{string.Join(",", images.shape)}], heatmaps [{string.Join(",", heatmaps.shape)}], keypoints [{string.Join(",", keypoints.shape)}]");
-        if (!DevicePlacement.Same(heatmaps.device, images.device) || !DevicePlacement.Same(keypoints.device, images.device))
+        if (!heatmaps.IsOn(images.device) || !keypoints.IsOn(images.device))
             throw new ArgumentException($"images on {images.device}, heatmaps on {heatmaps.device}, keypoints on {keypoints.device}: one set lives on one device");
         Images = images; Heatmaps = heatmaps; Keypoints = keypoints; Options = options;
     }
@@ -55,7 +55,7 @@ public sealed class KeypointSet : IDisposable
 
     /// <summary>The set on <paramref name="device"/>, copied there once (a new set owning its copies); this set if already there.</summary>
     public KeypointSet To(Device device) =>
-        DevicePlacement.Same(Images.device, device) ? this : new KeypointSet(Images.to(device), Heatmaps.to(device), Keypoints.to(device), Options);
+        Images.IsOn(device) ? this : new KeypointSet(Images.to(device), Heatmaps.to(device), Keypoints.to(device), Options);
 
     /// <summary>N×1×S×S, float32.</summary>
     public Tensor Images { get; }

@@ -18,7 +18,7 @@ public sealed class ImageSet : IDisposable
         if (images.dim() != 4) throw new ArgumentException($"{name}: images must be N×C×H×W, got [{string.Join(",", images.shape)}]");
         if (labels.dim() != 1 || labels.shape[0] != images.shape[0])
             throw new ArgumentException($"{name}: labels must be one per image, got [{string.Join(",", labels.shape)}] for {images.shape[0]} images");
-        if (!DevicePlacement.Same(images.device, labels.device))
+        if (!labels.IsOn(images.device))
             throw new ArgumentException($"{name}: images on {images.device}, labels on {labels.device}: one set lives on one device");
         Name = name; Images = images; Labels = labels;
     }
@@ -28,7 +28,7 @@ public sealed class ImageSet : IDisposable
     /// batches on the device instead of copying every batch. This set itself when it is already there.
     /// </summary>
     public ImageSet To(Device device) =>
-        DevicePlacement.Same(Images.device, device) ? this : new ImageSet(Name, Images.to(device), Labels.to(device));
+        Images.IsOn(device) ? this : new ImageSet(Name, Images.to(device), Labels.to(device));
 
     /// <summary>The first <paramref name="n"/> examples (a view, no copy): quick configurations use it.</summary>
     public ImageSet Take(long n)

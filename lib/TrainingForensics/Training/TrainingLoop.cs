@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using TorchSharp;
+using TrainingForensics.Data;
 using static TorchSharp.torch;
 
 namespace TrainingForensics.Training;
@@ -131,7 +132,7 @@ public sealed class TrainingLoop
         if (parameter is null) return;
         var model = parameter.device;
         foreach (var (what, t) in new[] { ("inputs", inputs), ("targets", targets) })
-            if (t.device_type != model.type || (t.device_type != DeviceType.CPU && t.device_index != model.index))
+            if (!t.IsOn(model))
                 throw new InvalidOperationException(
                     $"{History.Name}: the model is on {model} but the batch's {what} are on {t.device}: create the model and the data on " +
                     "the environment's device (model.to(env.Device); Mnist.Load(device: env.Device) or set.To(env.Device), once, before training)");

@@ -31,20 +31,15 @@ public class DeviceTests
         }
     }
 
+    /// <summary>The library's and the clinic's sources, named from lib/.</summary>
+    static IEnumerable<(string Relative, string Text)> LibrarySources() =>
+        new[] { "TrainingForensics", "TrainingForensics.Clinic" }.SelectMany(project =>
+            TestPaths.Sources(Path.Combine(TestPaths.RepositoryRoot, "lib", project)).Select(f => ($"{project}/{f.Relative}", f.Text)));
+
     [Fact]
     public void Library_code_names_the_device_of_every_tensor_it_creates()
     {
-        var problems = new List<string>();
-        foreach (var project in new[] { "TrainingForensics", "TrainingForensics.Clinic" })
-        {
-            string root = Path.Combine(TestPaths.RepositoryRoot, "lib", project);
-            foreach (var f in Directory.EnumerateFiles(root, "*.cs", SearchOption.AllDirectories))
-            {
-                string rel = Path.GetRelativePath(Path.Combine(TestPaths.RepositoryRoot, "lib"), f).Replace('\\', '/');
-                if (rel.Contains("/bin/") || rel.Contains("/obj/")) continue;
-                problems.AddRange(UnplacedCreations(rel, File.ReadAllText(f)));
-            }
-        }
+        var problems = LibrarySources().SelectMany(f => UnplacedCreations(f.Relative, f.Text)).ToList();
         Assert.True(problems.Count == 0, "tensors created without a device (pass the device of the data/model in reach, or add `// host: why`):\n" + string.Join("\n", problems));
     }
 
@@ -64,17 +59,7 @@ public class DeviceTests
     [Fact]
     public void Library_code_copies_a_tensor_to_the_host_before_reading_its_memory()
     {
-        var problems = new List<string>();
-        foreach (var project in new[] { "TrainingForensics", "TrainingForensics.Clinic" })
-        {
-            string root = Path.Combine(TestPaths.RepositoryRoot, "lib", project);
-            foreach (var f in Directory.EnumerateFiles(root, "*.cs", SearchOption.AllDirectories))
-            {
-                string rel = Path.GetRelativePath(Path.Combine(TestPaths.RepositoryRoot, "lib"), f).Replace('\\', '/');
-                if (rel.Contains("/bin/") || rel.Contains("/obj/")) continue;
-                problems.AddRange(DeviceMemoryReads(rel, File.ReadAllText(f)));
-            }
-        }
+        var problems = LibrarySources().SelectMany(f => DeviceMemoryReads(f.Relative, f.Text)).ToList();
         Assert.True(problems.Count == 0, "data<T>() on a tensor that may live on a GPU (add .cpu() first, or `// host: why`):\n" + string.Join("\n", problems));
         Assert.Single(DeviceMemoryReads("a.cs", "var v = x.sum(1).data<float>();"));
         Assert.Empty(DeviceMemoryReads("a.cs", "var v = x.sum(1).cpu().data<float>();"));
@@ -186,6 +171,9 @@ public class DeviceTests
         Assert.Contains("one device", e.Message);
         using var set = new ImageSet("cpu", zeros(2, 1, 2, 2), zeros(2, dtype: ScalarType.Int64));
         Assert.Same(set, set.To(CPU)); // already there: no copy
+        Assert.True(DevicePlacement.IsOn(set.Images, CPU));
+        Assert.False(set.Images.IsOn(meta));
+        Assert.False(set.Images.IsOn(new Device(DeviceType.CUDA, 0)));
     }
 
 }

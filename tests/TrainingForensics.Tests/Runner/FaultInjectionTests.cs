@@ -51,17 +51,26 @@ public class FaultInjectionTests
     static string GoodNotebook(RunnerKit kit, string name, string marker) =>
         kit.Write(name, Code("double lr = 0.1;\nfloat momentum = 0.9f;", null, "parameters"), Code(MarkerCell(marker) + "\n" + Figure("loss", 0.5)));
 
+    /// <summary>
+    /// The good notebook run once into the output folder, its marker removed again: returns it, the marker a later
+    /// run would leave, and the folder's files as they are now (what a failing run must leave untouched).
+    /// </summary>
+    static (string Good, string Marker, Dictionary<string, byte[]> Before) AfterAGoodRun(RunnerKit kit)
+    {
+        string marker = Path.Combine(kit.Dir, "ran");
+        string good = GoodNotebook(kit, "good", marker);
+        Assert.Equal(0, kit.Run(good).ExitCode);
+        File.Delete(marker);
+        return (good, marker, Snapshot(kit.OutDir));
+    }
+
     // ---- bad notebooks ---------------------------------------------------------------------------------------
 
     [Fact]
     public void A_missing_notebook_is_exit_2_naming_it_and_earlier_outputs_stay()
     {
         using var kit = new RunnerKit();
-        string marker = Path.Combine(kit.Dir, "ran");
-        string good = GoodNotebook(kit, "good", marker);
-        Assert.Equal(0, kit.Run(good).ExitCode);
-        File.Delete(marker);
-        var before = Snapshot(kit.OutDir);
+        var (good, marker, before) = AfterAGoodRun(kit);
 
         string missing = Path.Combine(kit.Dir, "missing.ipynb");
         AssertUsageError(kit.Run(good, missing), "no such notebook", missing);
@@ -73,11 +82,7 @@ public class FaultInjectionTests
     public void A_malformed_notebook_is_exit_2_naming_it_and_earlier_outputs_stay()
     {
         using var kit = new RunnerKit();
-        string marker = Path.Combine(kit.Dir, "ran");
-        string good = GoodNotebook(kit, "good", marker);
-        Assert.Equal(0, kit.Run(good).ExitCode);
-        File.Delete(marker);
-        var before = Snapshot(kit.OutDir);
+        var (good, marker, before) = AfterAGoodRun(kit);
 
         string broken = Path.Combine(kit.Dir, "broken.ipynb");
         File.WriteAllText(broken, "{\"cells\": [ {\"cell_type\": \"code\", ");
@@ -98,11 +103,7 @@ public class FaultInjectionTests
     public void A_non_finite_number_parameter_is_exit_2_naming_parameter_and_value(string param, string name, string value, string type, string reads)
     {
         using var kit = new RunnerKit();
-        string marker = Path.Combine(kit.Dir, "ran");
-        string good = GoodNotebook(kit, "good", marker);
-        Assert.Equal(0, kit.Run(good).ExitCode);
-        File.Delete(marker);
-        var before = Snapshot(kit.OutDir);
+        var (good, marker, before) = AfterAGoodRun(kit);
 
         AssertUsageError(kit.Run(good, "--param", param), $"parameter '{name}'", $"'{value}'", $"not a finite {type}", reads);
         Assert.False(File.Exists(marker));
