@@ -72,20 +72,7 @@ public static class ClinicCases
     {
         var g = new Generator((ulong)seed);
         while (true)
-            foreach (var b in epoch(g)) yield return OnDevice(b, device);
-    }
-
-    /// <summary>A batch on the run's device (the data sets live on the CPU).</summary>
-    static (Tensor X, Tensor Y) OnDevice((Tensor X, Tensor Y) batch, Device device) =>
-        device.type == DeviceType.CPU ? batch : (batch.X.to(device), batch.Y.to(device));
-
-    static Tensor OnDevice(Tensor t, Device device) => device.type == DeviceType.CPU ? t : t.to(device);
-
-    /// <summary>A model on the run's device; before its optimiser is made, so the optimiser holds the moved parameters.</summary>
-    static T OnDevice<T>(T model, Device device) where T : nn.Module
-    {
-        if (device.type != DeviceType.CPU) model.to(device); // models are made on the CPU
-        return model;
+            foreach (var (x, y) in epoch(g)) yield return (x.On(device), y.On(device));
     }
 
     const int MnistTrain = 8192;
@@ -117,7 +104,7 @@ public static class ClinicCases
     static ClinicSetup EcgAdam(int seed, Device device, EcgRunConfig config, string loss, double lr, bool standardize, ClinicHookup hookup = ClinicHookup.Wrap)
     {
         var train = EcgData(6000, eval: false);
-        var model = OnDevice(EcgExperiment.CreateModel(config, (int)train.Length), device);
+        var model = EcgExperiment.CreateModel(config, (int)train.Length).On(device);
         return new ClinicSetup
         {
             Model = model, Optimizer = optim.Adam(model.parameters(), lr), Loss = EcgExperiment.CreateLoss(loss),
@@ -132,7 +119,7 @@ public static class ClinicCases
         var model = Initialization.Apply(Mlp.Create(new[] { 784, 256, 128, 10 }), init);
         Sequential m = model;
         if (dropout > 0) m = Sequential(("mlp", (Module<Tensor, Tensor>)model), ("drop", Dropout(dropout)));
-        m = OnDevice(m, device);
+        m = m.On(device);
         // "sgdm" is the suite's short name for SGD with momentum 0.9 (the factory's "sgd-momentum")
         var opt = Optimizers.Create(optimizer == "sgdm" ? "sgd-momentum" : optimizer, m.parameters(), lr);
         return new ClinicSetup { Model = m, Optimizer = opt, Loss = loss, Batches = MnistBatches(seed, 64, flatten: true, device) };
@@ -149,8 +136,8 @@ public static class ClinicCases
     static void EvaluateMnist(ClinicEvaluation e, bool argmaxToAuto, Func<Tensor, Tensor, Tensor>? validation, bool bnTrainMode, bool flatten = true)
     {
         var test = MnistTestSet();
-        var x = OnDevice(flatten ? test.Flat() : test.Images, e.Device);
-        var labels = OnDevice(test.Labels, e.Device);
+        var x = (flatten ? test.Flat() : test.Images).On(e.Device);
+        var labels = test.Labels.On(e.Device);
         using var noGrad = no_grad();
         if (bnTrainMode) e.Model.train(); else e.Model.eval();
         var scores = e.Model.call(x);
@@ -166,9 +153,9 @@ public static class ClinicCases
     static ClinicSetup Keypoints(int seed, Device device, double bnMomentum, double weightDecay, double lr = 1e-3)
     {
         var config = new KeypointTrainingConfig { Seed = seed, BnMomentum = bnMomentum, WeightDecay = weightDecay, LearningRate = lr };
-        var model = OnDevice(ConvBnNet.Create(new ConvBnOptions { BnMomentum = bnMomentum }), device);
+        var model = ConvBnNet.Create(new ConvBnOptions { BnMomentum = bnMomentum }).On(device);
         var generator = new KeypointGenerator(seed, new KeypointOptions());
-        IEnumerable<(Tensor, Tensor)> Stream() { for (long i = 0; ; i++) yield return OnDevice(generator.Batch(i, 8), device); }
+        IEnumerable<(Tensor, Tensor)> Stream() { for (long i = 0; ; i++) yield return generator.Batch(i, 8, device); }
         return new ClinicSetup
         {
             Model = model, Optimizer = KeypointTraining.MakeOptimizer(model, config),
@@ -179,7 +166,7 @@ public static class ClinicCases
     /// <summary>The small CNN with BatchNorm under SGD-momentum lr 0.05 on cross-entropy, MNIST images.</summary>
     static ClinicSetup MnistCnn(int seed, Device device)
     {
-        var model = OnDevice(SmallCnn(), device);
+        var model = SmallCnn().On(device);
         return new ClinicSetup { Model = model, Optimizer = optim.SGD(model.parameters(), 0.05, momentum: 0.9), Loss = CrossEntropy, Batches = MnistBatches(seed, 64, flatten: false, device) };
     }
 

@@ -15,25 +15,6 @@ internal static class Placement
     /// <summary>The device a config asks for, or the current one.</summary>
     public static Device Resolve(Device? requested) => requested ?? TorchEnvironment.CurrentDevice;
 
-    public static Tensor On(this Tensor t, Device device) => t.IsOn(device) ? t : t.to(device);
-
-    /// <summary>The module on <paramref name="device"/> (moved when its first parameter is elsewhere).</summary>
-    public static T On<T>(this T module, Device device) where T : nn.Module
-    {
-        var first = module.parameters().FirstOrDefault();
-        if (first is null || first.IsOn(device)) return module;
-        module.to(device);
-        return module;
-    }
-
-    /// <summary>The set on <paramref name="device"/>; a CPU original that was copied is disposed (for sets the caller made).</summary>
-    public static KeypointSet MovedTo(this KeypointSet set, Device device)
-    {
-        var moved = set.To(device);
-        if (!ReferenceEquals(moved, set)) set.Dispose();
-        return moved;
-    }
-
     /// <summary>The tensor on <paramref name="device"/>; the original is disposed when it was copied.</summary>
     public static Tensor MovedTo(this Tensor t, Device device)
     {

@@ -165,9 +165,9 @@ public static class KeypointTraining
         var model = ConvBnNet.Create(netOptions).On(device);
         var generator = new KeypointGenerator(config.Seed, new KeypointOptions());
         // The image sets go to the device once; fresh batches (endless data) are drawn on the CPU and moved per step.
-        var evalSet = new KeypointGenerator(unchecked(config.Seed + 1_000_003)).Generate(EvalSize).MovedTo(device);
+        var evalSet = new KeypointGenerator(unchecked(config.Seed + 1_000_003)).Generate(EvalSize, device: device);
         var probe = evalSet.Take(config.ProbeSize);
-        var train = config.TrainingSetSize > 0 ? generator.Generate(config.TrainingSetSize).MovedTo(device) : null;
+        var train = config.TrainingSetSize > 0 ? generator.Generate(config.TrainingSetSize, device: device) : null;
         var optimizer = MakeOptimizer(model, config);
         bool sum = config.Reduction.Equals("sum", StringComparison.OrdinalIgnoreCase);
         var loop = new TrainingLoop(model, optimizer,
@@ -196,8 +196,7 @@ public static class KeypointTraining
                     Tensor x, y;
                     if (train is null)
                     {
-                        (x, y) = generator.Batch(step, config.BatchSize);
-                        (x, y) = (x.On(device), y.On(device));
+                        (x, y) = generator.Batch(step, config.BatchSize, device);
                     }
                     else
                     {
