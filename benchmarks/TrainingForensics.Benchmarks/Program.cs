@@ -20,6 +20,8 @@ using static TrainingForensics.Benchmarks.Measure;
 //   --notebooks  also each notebook's end-to-end time at its default parameters (minutes)
 //   --out FILE   also write the report as Markdown (docs/benchmarks.md is the committed one)
 //   --notebooks-out DIR   keep the executed notebooks of --notebooks there (e.g. for scripts/render_pictures.py)
+//   --notebook PREFIX  with --notebooks: only the notebooks whose name starts with PREFIX (e.g. 00)
+//   --doctor N   only the clinic's doctor overhead, measured N times in a row (its spread under the current load)
 var argv = args.ToList();
 bool quick = argv.Remove("--quick"), notebooks = argv.Remove("--notebooks");
 string? Option(string name)
@@ -30,15 +32,21 @@ string? Option(string name)
     argv.RemoveRange(i, 2);
     return v;
 }
-string? outFile = Option("--out"), notebooksOut = Option("--notebooks-out");
+string? outFile = Option("--out"), notebooksOut = Option("--notebooks-out"), doctorRepeats = Option("--doctor"), notebookPrefix = Option("--notebook");
 if (argv.Count > 0)
 {
-    Console.Error.WriteLine($"unknown argument(s): {string.Join(" ", argv)}\nusage: TrainingForensics.Benchmarks [--quick] [--notebooks [--notebooks-out DIR]] [--out FILE]");
+    Console.Error.WriteLine($"unknown argument(s): {string.Join(" ", argv)}\nusage: TrainingForensics.Benchmarks [--quick] [--notebooks [--notebook PREFIX] [--notebooks-out DIR]] [--doctor N] [--out FILE]");
     return 2;
 }
 
 double seconds = quick ? 0.3 : 2.5;
 var env = TorchEnvironment.Setup(seed: 1, threads: 1, device: "cpu");
+if (doctorRepeats != null)
+{
+    if (!int.TryParse(doctorRepeats, out int repeats) || repeats < 1) { Console.Error.WriteLine($"--doctor needs a positive count, got '{doctorRepeats}'"); return 2; }
+    DoctorOverhead.Repeated(repeats, quick ? 2 : 9, Console.WriteLine);
+    return 0;
+}
 var report = new StringBuilder();
 void Line(string s = "") { Console.WriteLine(s); report.AppendLine(s); }
 var total = Stopwatch.StartNew();
@@ -234,14 +242,18 @@ if (notebooks)
     string tfRun = Path.Combine(root, "lib", "TrainingForensics.Runner", "bin", self.Parent!.Name, self.Name, "tf-run.dll");
     if (!File.Exists(tfRun)) throw new FileNotFoundException($"tf-run is not built at {tfRun}: build the benchmark (it builds tf-run with it)");
     string outDir = notebooksOut ?? Path.Combine(Path.GetTempPath(), "tf-bench-nb-" + Guid.NewGuid().ToString("N")[..8]);
+    var efficiency = new List<EfficiencyRow>();
     try
     {
-        foreach (var nb in Directory.GetFiles(Path.Combine(root, "notebooks"), "*.ipynb").OrderBy(p => p, StringComparer.Ordinal))
+        foreach (var nb in Directory.GetFiles(Path.Combine(root, "notebooks"), "*.ipynb").OrderBy(p => p, StringComparer.Ordinal)
+                     .Where(p => notebookPrefix == null || Path.GetFileName(p).StartsWith(notebookPrefix, StringComparison.Ordinal)))
         {
             var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = false, UseShellExecute = false, WorkingDirectory = root };
             foreach (var a in new[] { tfRun, nb, "--out", outDir, "--device", "cpu" }) start.ArgumentList.Add(a);
             var (rc, wall, peak) = Machine.RunMeasured(start);
-            Line($"| {Path.GetFileNameWithoutExtension(nb)} | {F(wall, "N0")} | {F(peak)} MiB | {(rc == 0 ? "ok" : $"FAILED (exit {rc})")} |");
+            string name = Path.GetFileNameWithoutExtension(nb);
+            Line($"| {name} | {F(wall, "N0")} | {F(peak)} MiB | {(rc == 0 ? "ok" : $"FAILED (exit {rc})")} |");
+            if (rc == 0) efficiency.Add(NotebookEfficiency.Read(name, wall, outDir));
         }
     }
     finally
@@ -250,6 +262,7 @@ if (notebooks)
             try { Directory.Delete(outDir, true); } catch (IOException) { }
     }
     Line();
+    EfficiencySection(efficiency, Line);
 }
 else
 {
@@ -269,6 +282,28 @@ if (outFile != null)
     Console.Error.WriteLine($"written: {outFile}");
 }
 return 0;
+
+// The notebook-efficiency table of issue 17, from the ledgers (NAME.ledger.json) of the runs just timed.
+static void EfficiencySection(IReadOnlyList<EfficiencyRow> rows, Action<string> line)
+{
+    line("### Notebook efficiency");
+    line("");
+    line("The same runs against their pure training cost. Each run's ledger (`NAME.ledger.json`, written by tf-run beside the figures) " +
+         "counts the training steps per workload (model and batch shape) with each step's own time (forward, loss, backward, " +
+         "optimiser step; hooks and the loss read-back excluded), and the seconds of evaluation passes, probes and the doctor, " +
+         "host reads, chart building, Roslyn compiling and data loading (timers nest: each counts its own time). Pure training = " +
+         "Σ steps × the median step time of that workload in the same run; steps as run = their summed own time (runs trained side " +
+         "by side overlap, so it can exceed the wall time). Other = wall − every category (process start-up, cell code outside " +
+         "the timers, writing outputs). Targets: wall ≤ 1.3 × pure training + 10 s, and on a quiet machine 00 ≤ 10 s, 01 and 04 ≤ 45 s, " +
+         "02 ≤ 150 s, 03 ≤ 120 s.");
+    line("");
+    foreach (var l in NotebookEfficiency.Table(rows)) line(l);
+    line("");
+    line("Workloads per notebook:");
+    line("");
+    foreach (var l in NotebookEfficiency.Workloads(rows)) line(l);
+    line("");
+}
 
 static void Check(int rc, string nb)
 {

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using TrainingForensics.Diagnostics.Doctor;
+using TrainingForensics.Results;
 using TrainingForensics.Setup;
 using TrainingForensics.Training;
 using static TorchSharp.torch;
@@ -61,12 +62,14 @@ public static class ClinicRunner
         var losses = new List<double>();
         bool wrap = s.Hookup == ClinicHookup.Wrap;
         var lossFn = doctor != null && wrap ? doctor.Loss(s.Loss) : s.Loss;
+        string model = TrainingLoop.ModelText(s.Model);
         using var e = s.Batches.GetEnumerator();
         for (long step = 0; step < steps; step++)
         {
             using var scope = NewDisposeScope();
             if (!e.MoveNext()) throw new InvalidOperationException($"case '{c.Name}': the batches ran out");
             var (x, y) = e.Current;
+            using var ledger = RunLedger.Step($"{model} · batch [{string.Join("×", x.shape)}]");
             s.Model.train();
             if (s.ZeroGrad || step == 0) s.Optimizer.zero_grad();
             var outputs = s.Model.call(x);
@@ -78,7 +81,8 @@ public static class ClinicRunner
                 else doctor.Observe(step, outputs, y, loss);
             }
             s.Optimizer.step();
-            losses.Add(loss.item<float>());
+            using (RunLedger.Time(RunLedger.HostReads)) losses.Add(loss.item<float>());
+            ledger.Dispose(); // the step ends here: the evaluation below is not training
             Evaluate(s, doctor, step, device);
         }
         return losses;
@@ -87,6 +91,7 @@ public static class ClinicRunner
     static void Evaluate(ClinicSetup s, TrainingDoctor? doctor, long step, Device device)
     {
         if (s.Evaluate is null || s.EvaluateEvery <= 0 || (step + 1) % s.EvaluateEvery != 0) return;
+        using var ledger = RunLedger.Time(RunLedger.Evaluation);
         using var scope = NewDisposeScope();
         s.Evaluate(new ClinicEvaluation
         {

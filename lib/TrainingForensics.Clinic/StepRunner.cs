@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using TrainingForensics.Diagnostics.Doctor;
+using TrainingForensics.Results;
 using TrainingForensics.Setup;
+using TrainingForensics.Training;
 using static TorchSharp.torch;
 
 namespace TrainingForensics.Clinic;
@@ -12,6 +14,7 @@ internal sealed class StepRunner : IDisposable
     readonly TrainingDoctor? _doctor;
     readonly IEnumerator<(Tensor X, Tensor Y)> _batches;
     readonly Func<Tensor, Tensor, Tensor> _loss;
+    readonly string _model; // the model in words, for the ledger
     long _step;
 
     /// <param name="options">The doctor's options; null: uninstrumented.</param>
@@ -22,6 +25,7 @@ internal sealed class StepRunner : IDisposable
         if (options != null) _doctor = TrainingDoctor.Attach(_s.Model, _s.Optimizer, options);
         _loss = _doctor?.Loss(_s.Loss) ?? _s.Loss;
         _batches = _s.Batches.GetEnumerator();
+        _model = TrainingLoop.ModelText(_s.Model);
     }
 
     /// <summary>Runs <paramref name="steps"/> steps; returns the seconds they took.</summary>
@@ -33,6 +37,7 @@ internal sealed class StepRunner : IDisposable
             using var scope = NewDisposeScope();
             _batches.MoveNext();
             var (x, y) = _batches.Current;
+            using var ledger = RunLedger.Step($"{_model} · batch [{string.Join("×", x.shape)}]");
             _s.Model.train();
             _s.Optimizer.zero_grad();
             var loss = _loss(_s.Model.call(x), y);

@@ -154,6 +154,7 @@ public sealed class NotebookExecutor
     {
         var nb = prepared.Executed;
         Figures.Reset(); // each notebook's figures file holds only what that notebook recorded
+        RunLedger.Reset(); // and its ledger only where its own time went
         string folder = Path.GetDirectoryName(Path.GetFullPath(prepared.SourcePath)) ?? Directory.GetCurrentDirectory();
         var watch = Stopwatch.StartNew();
         var outputs = new Dictionary<int, List<CellOutput>>();
@@ -238,7 +239,7 @@ public sealed class NotebookExecutor
                             ? CSharpScript.Create<object>(c.Code, options, typeof(NotebookGlobals))
                             : state.Script.ContinueWith<object>(c.Code, options);
                         // compile first (the result is cached; errors are thrown by the run below as before): the time limit counts the run only
-                        script.Compile();
+                        using (RunLedger.Time(RunLedger.Compile)) script.Compile();
                         job.MarkRunning();
                         state = state == null
                             ? script.RunAsync(globals).GetAwaiter().GetResult()
@@ -325,6 +326,8 @@ public sealed class NotebookExecutor
         {
             (files, kept) = RunOutputs.Write(outDir, prepared.Name, status, nb, HtmlReport.Render(nb, prepared.Name, error, status, Claim.Passed),
                 RunOutputs.FiguresJson(prepared.Name, status, finished, error));
+            // where the time went (a good run's only: the benchmark's efficiency table reads it beside the figures)
+            if (kept == null) AtomicFile.WriteAllText(Path.Combine(outDir, prepared.Name + ".ledger.json"), RunLedger.ToJson(prepared.Name));
             if (kept != null)
                 Progress($"[{prepared.Name}] not a good run: its outputs are {files.Notebook}, {files.Html}, {files.Figures}; " +
                          $"the good run of {kept} is kept as {prepared.Name}.ipynb, .html, .figures.json");

@@ -19,6 +19,7 @@ public static class ChartHtml
     /// </summary>
     public static string Format(GenericChart chart)
     {
+        using var ledger = Results.RunLedger.Time(Results.RunLedger.Charts);
         var options = DisplayOptions.setPlotlyReference(PlotlyJSReference.NoReference).Invoke(GenericChart.getDisplayOptions(chart));
         string html = GenericChart.toChartHTML(GenericChart.setDisplayOptions(options, chart));
         return $"<div {ChartMarker}=\"1\">\n{WaitForPlotly(html)}\n</div>";

@@ -28,6 +28,7 @@ public static class PlotlyFigure
 
     public static GenericChart Build(IEnumerable<Dictionary<string, object>> traces, Dictionary<string, object> layout)
     {
+        using var ledger = Results.RunLedger.Time(Results.RunLedger.Charts);
         var charts = traces.Select(t =>
         {
             var trace = new Trace2D((string)t["type"]);
@@ -44,6 +45,7 @@ public static class PlotlyFigure
     /// <summary>Panels side by side (one row), each with its own axes; series with the same name share a colour and legend entry.</summary>
     public static GenericChart Panels(string title, IReadOnlyList<Panel> panels, int height = 420)
     {
+        using var ledger = Results.RunLedger.Time(Results.RunLedger.Charts);
         if (panels.Count == 0) throw new ArgumentException("a chart needs at least one panel");
         var colours = new Dictionary<string, string>();
         var traces = new List<Dictionary<string, object>>();

@@ -116,6 +116,7 @@ public static class EcgGenerator
 {
     public static EcgSet Generate(EcgOptions options, Device? device = null)
     {
+        using var ledger = Results.RunLedger.Time(Results.RunLedger.DataLoading);
         Validate(options);
         int n = options.Records, length = options.Length;
         double fs = options.SampleRate;

@@ -130,6 +130,7 @@ public sealed class KeypointGenerator
     /// </summary>
     public KeypointSet Generate(int count, long firstIndex = 0, Device? device = null)
     {
+        using var ledger = Results.RunLedger.Time(Results.RunLedger.DataLoading);
         if (count < 1) throw new ArgumentOutOfRangeException(nameof(count), count, "need at least one sample");
         if (firstIndex < 0) throw new ArgumentOutOfRangeException(nameof(firstIndex), firstIndex, "sample indices start at 0");
         int s = Options.ImageSize, h = Options.HeatmapSize;

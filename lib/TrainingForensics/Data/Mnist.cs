@@ -95,6 +95,7 @@ public static class Mnist
     public static MnistData Load(string? directory = null, int? expectedTrain = 60_000, int? expectedTest = 10_000, int classes = 10,
         Device? device = null)
     {
+        using var ledger = Results.RunLedger.Time(Results.RunLedger.DataLoading);
         string dir = directory ?? DataPaths.Find("mnist");
         if (!System.IO.Directory.Exists(dir)) throw new DataFileException(dir, "data directory not found");
         VerifyChecksums(dir);

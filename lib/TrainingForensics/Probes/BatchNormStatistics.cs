@@ -216,6 +216,7 @@ public sealed class BatchNormProbe
     /// <summary>Measures now and keeps the result in <see cref="History"/>.</summary>
     public IReadOnlyList<BatchNormLayerStats> Record(nn.Module<Tensor, Tensor> model, Tensor probeBatch, long step)
     {
+        using var ledger = Results.RunLedger.Time(Results.RunLedger.Probes);
         var stats = Measure(model, probeBatch, step);
         _history.Add(stats);
         var norms = new Dictionary<string, double>();

@@ -26,6 +26,7 @@ public static class TrainEvalGap
     /// </summary>
     public static TrainEvalGapResult Measure(nn.Module<Tensor, Tensor> model, KeypointSet set, long step = 0, int chunk = 64)
     {
+        using var ledger = Results.RunLedger.Time(Results.RunLedger.Evaluation);
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(set);
         if (chunk < 2) throw new ArgumentOutOfRangeException(nameof(chunk), chunk, "chunks need at least 2 images for batch statistics");

@@ -1,4 +1,5 @@
 using TorchSharp;
+using TrainingForensics.Results;
 using static TorchSharp.torch;
 
 namespace TrainingForensics.Training;
@@ -10,6 +11,7 @@ public static class Evaluation
     public static (double Loss, double Accuracy) Run(nn.Module<Tensor, Tensor> model, IEnumerable<(Tensor X, Tensor Y)> batches,
         Func<Tensor, Tensor, Tensor>? loss = null)
     {
+        using var ledger = RunLedger.Time(RunLedger.Evaluation);
         bool wasTraining = model.training;
         model.eval();
         try

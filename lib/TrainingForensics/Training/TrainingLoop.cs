@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using TorchSharp;
 using TrainingForensics.Data;
+using TrainingForensics.Results;
 using static TorchSharp.torch;
 
 namespace TrainingForensics.Training;
@@ -36,6 +37,8 @@ public sealed class TrainingLoop
     readonly optim.Optimizer _optimizer;
     readonly Func<Tensor, Tensor, Tensor> _loss;
     long _step;
+    string? _modelText;                  // the model in words, for the ledger's workload key
+    (long[] Shape, string Key)? _workload; // the last batch shape and its key (a new string only when the shape changes)
 
     public TrainingLoop(nn.Module<Tensor, Tensor> model, optim.Optimizer optimizer, Func<Tensor, Tensor, Tensor> loss, string name = "run")
     {
@@ -70,10 +73,15 @@ public sealed class TrainingLoop
     /// <summary>Steps taken so far.</summary>
     public long StepCount => _step;
 
-    /// <summary>One optimisation step on one batch; returns its record (also added to <see cref="History"/>).</summary>
+    /// <summary>
+    /// One optimisation step on one batch; returns its record (also added to <see cref="History"/>). The step is
+    /// recorded in the <see cref="RunLedger"/> under its workload (model and batch shape); the hooks' time counts
+    /// as probes and the loss read-back as a host read, not as the step's own time.
+    /// </summary>
     public StepRecord Step(Tensor inputs, Tensor targets, int epoch = 0)
     {
         using var scope = NewDisposeScope();
+        using var ledger = RunLedger.Step(Workload(inputs));
         var watch = Stopwatch.StartNew();
         _model.train();
         if (_step == 0) CheckSameDevice(inputs, targets);
@@ -88,12 +96,15 @@ public sealed class TrainingLoop
             Epoch = epoch, Step = _step, Inputs = inputs, Targets = targets, Outputs = outputs, Loss = loss,
             Model = _model, Optimizer = _optimizer,
         };
-        AfterBackward?.Invoke(ctx);
+        if (AfterBackward is { } afterBackward)
+            using (RunLedger.Time(RunLedger.Probes)) afterBackward(ctx);
         _optimizer.step();
-        AfterStep?.Invoke(ctx);
-        double lossValue = loss.item<float>();
+        if (AfterStep is { } afterStep)
+            using (RunLedger.Time(RunLedger.Probes)) afterStep(ctx);
+        double lossValue;
+        using (RunLedger.Time(RunLedger.HostReads)) lossValue = loss.item<float>();
         if (TrackAccuracy && targets.dim() == 1 && outputs.dim() == 2 && outputs.shape[1] > 1)
-            ctx.Log("accuracy", Metrics.Accuracy.Compute(outputs, targets));
+            using (RunLedger.Time(RunLedger.HostReads)) ctx.Log("accuracy", Metrics.Accuracy.Compute(outputs, targets));
         var record = new StepRecord(epoch, _step, lossValue, watch.Elapsed.TotalSeconds, new Dictionary<string, double>(ctx.Logged));
         History.Add(record);
         _step++;
@@ -104,6 +115,24 @@ public sealed class TrainingLoop
             if (StopOnNonFiniteLoss) throw e;
         }
         return record;
+    }
+
+    /// <summary>The ledger's workload key of a step on <paramref name="inputs"/>: the model in words and the batch shape.</summary>
+    string Workload(Tensor inputs)
+    {
+        var shape = inputs.shape;
+        if (_workload is { } w && w.Shape.AsSpan().SequenceEqual(shape)) return w.Key;
+        _modelText ??= ModelText(_model);
+        string key = $"{_modelText} · batch [{string.Join("×", shape)}]";
+        _workload = (shape, key);
+        return key;
+    }
+
+    /// <summary>A model in words for the ledger: its type and its size, e.g. "Sequential, 235,146 parameters".</summary>
+    public static string ModelText(nn.Module model)
+    {
+        long parameters = model.parameters().Sum(p => p.numel());
+        return $"{model.GetType().Name}, {parameters.ToString("N0", System.Globalization.CultureInfo.InvariantCulture)} parameters";
     }
 
     NonFiniteLossException NonFinite(StepRecord record, Tensor inputs)

@@ -210,6 +210,7 @@ public static class EcgExperiment
     static (float Loss, double Accuracy, ConfusionMatrix Confusion) Evaluate(EcgRun run, nn.Module<Tensor, Tensor> model, EcgSet eval,
         Tensor labelsOnCpu, Func<Tensor, Tensor, Tensor> lossFn, bool final)
     {
+        using var ledger = Results.RunLedger.Time(Results.RunLedger.Evaluation);
         model.eval();
         try
         {

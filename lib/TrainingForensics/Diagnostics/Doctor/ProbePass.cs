@@ -24,6 +24,7 @@ internal sealed class ProbePass : IDisposable
     readonly nn.Module<Tensor, Tensor> _model;
     readonly List<nn.Module> _modules; // the model and every submodule: their modes are put back after a pass
     readonly bool[] _modes;
+    readonly bool _modeFree; // every module computes the same in both modes: the pass needs no switch to eval mode and back
     readonly List<(string Name, BatchNorm Layer)> _batchNorms;
     readonly Tensor?[] _collected; // per BatchNorm layer, during a pass: batch mean, batch var, running mean, running var, batches tracked
     long _trainCopyAt = -1;        // first row of the training-mode copy during a pass (-1: none)
@@ -34,6 +35,7 @@ internal sealed class ProbePass : IDisposable
         _model = model;
         _modules = new[] { (nn.Module)model }.Concat(model.named_modules().Select(m => m.module)).Distinct().ToList();
         _modes = new bool[_modules.Count];
+        _modeFree = _modules.All(m => ModeFreeTypes.Contains(m.GetType().Name) && m.GetType().Namespace == typeof(Linear).Namespace);
         _batchNorms = model.named_modules().Where(m => m.module is BatchNorm).Select(m => (m.name, (BatchNorm)m.module)).ToList();
         _collected = new Tensor?[_batchNorms.Count];
         if (options.ProbeInputs is { } px)
@@ -42,6 +44,19 @@ internal sealed class ProbePass : IDisposable
             Targets = KeptCopy(options.ProbeTargets!, device);
         }
     }
+
+    /// <summary>
+    /// TorchSharp's modules whose forward pass does not depend on the training mode. A model built only from them
+    /// gives the eval-mode loss in whatever mode it is in, so the pass skips the two mode switches (a native call per
+    /// module each, every measured step); anything else — BatchNorm, dropout, a module of one's own — is switched.
+    /// </summary>
+    static readonly HashSet<string> ModeFreeTypes = new(StringComparer.Ordinal)
+    {
+        "Sequential", "Linear", "Bilinear", "Identity", "Flatten", "Unflatten", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d",
+        "ReLU", "ReLU6", "LeakyReLU", "PReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Softplus",
+        "Hardtanh", "Hardsigmoid", "Hardswish", "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d",
+        "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "LayerNorm", "Embedding",
+    };
 
     /// <summary>The model's BatchNorm layers, in module order.</summary>
     public IReadOnlyList<(string Name, BatchNorm Layer)> BatchNorms => _batchNorms;
@@ -101,12 +116,13 @@ internal sealed class ProbePass : IDisposable
     {
         bool withLoss = lossFunction != null && Targets is not null;
         if (!withLoss && !batchNorm) return null;
+        if (_modeFree && !batchNorm) return Reading(step, Forward(lossFunction, false, switchMode: false).Values!, withLoss, false, false);
         // modes are put back from these (one call when all modules share a mode); no per-call allocation otherwise
         bool first = _modules[0].training, uniform = true;
         for (int i = 0; i < _modules.Count; i++) { _modes[i] = _modules[i].training; uniform &= _modes[i] == first; }
         double[]? v;
         bool stats;
-        try { (v, stats) = Forward(withLoss ? lossFunction : null, batchNorm); }
+        try { (v, stats) = Forward(withLoss ? lossFunction : null, batchNorm, switchMode: true); }
         finally
         {
             Array.Clear(_collected);
@@ -118,12 +134,12 @@ internal sealed class ProbePass : IDisposable
     }
 
     /// <summary>The pass itself: [eval loss, train-mode loss | per-layer statistics] as one vector on the host (null: nothing read).</summary>
-    (double[]? Values, bool Stats) Forward(Func<Tensor, Tensor, Tensor>? lossFunction, bool batchNorm)
+    (double[]? Values, bool Stats) Forward(Func<Tensor, Tensor, Tensor>? lossFunction, bool batchNorm, bool switchMode)
     {
         using var scope = NewDisposeScope();
         using var noGrad = inference_mode();
         long n = Inputs!.shape[0];
-        _model.eval();
+        if (switchMode) _model.eval();
         Array.Clear(_collected);
         _trainCopyAt = batchNorm ? n : -1;
         Tensor o;

@@ -1,5 +1,6 @@
 using TorchSharp;
 using TorchSharp.Modules;
+using TrainingForensics.Results;
 using TrainingForensics.Training;
 using static TorchSharp.torch;
 
@@ -197,6 +198,7 @@ public sealed class TrainingDoctor : IDisposable
         ArgumentNullException.ThrowIfNull(outputs); ArgumentNullException.ThrowIfNull(targets); ArgumentNullException.ThrowIfNull(loss);
         if (step <= _lastStep) throw new ArgumentException($"steps must increase: got {step} after {_lastStep}", nameof(step));
         bool wasInOwnPass = _inOwnPass;
+        using var ledger = RunLedger.Time(RunLedger.Probes);
         try
         {
             using var scope = NewDisposeScope();

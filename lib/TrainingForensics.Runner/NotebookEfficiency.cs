@@ -1,0 +1,81 @@
+using System.Globalization;
+using TrainingForensics.Results;
+
+namespace TrainingForensics.Runner;
+
+/// <summary>
+/// One notebook's default run against its pure training cost: wall time, the training steps it ran × the median
+/// step time of each workload (model and batch shape) in that run, and where the rest went (from the run's
+/// <see cref="RunLedger"/>, NAME.ledger.json). The targets of issue 17: wall ≤ 1.3 × pure training + 10 s of fixed
+/// start-up, and an absolute time per notebook on a quiet machine.
+/// </summary>
+public sealed record EfficiencyRow(string Notebook, double WallSeconds, LedgerSnapshot Ledger)
+{
+    /// <summary>Fixed start-up the ratio target allows (process, Roslyn, references).</summary>
+    public const double StartupAllowance = 10;
+    /// <summary>Wall time the ratio target allows per second of pure training.</summary>
+    public const double RatioAllowance = 1.3;
+
+    /// <summary>Σ over workloads of steps × median step time.</summary>
+    public double PureTrainingSeconds => Ledger.PureTrainingSeconds;
+    /// <summary>The steps' own time as they ran (outliers and contention included).</summary>
+    public double TrainingAsRunSeconds => Ledger.SecondsOf(RunLedger.Training);
+    /// <summary>Wall ÷ pure training (NaN when the notebook trains nothing).</summary>
+    public double Ratio => PureTrainingSeconds > 0 ? WallSeconds / PureTrainingSeconds : double.NaN;
+    /// <summary>What no category accounts for: start-up, cell code, output writing, waiting for the CPU.</summary>
+    public double OtherSeconds => WallSeconds - NotebookEfficiency.Categories.Sum(Ledger.SecondsOf);
+    public double TargetSeconds => RatioAllowance * PureTrainingSeconds + StartupAllowance;
+    public bool RatioTargetMet => WallSeconds <= TargetSeconds;
+    /// <summary>The absolute target on a quiet machine (null: none set for this notebook).</summary>
+    public double? AbsoluteTarget => NotebookEfficiency.AbsoluteTarget(Notebook);
+    public bool? AbsoluteTargetMet => AbsoluteTarget is { } t ? WallSeconds <= t : null;
+}
+
+/// <summary>The benchmark's notebook-efficiency table (see <see cref="EfficiencyRow"/>).</summary>
+public static class NotebookEfficiency
+{
+    /// <summary>The ledger's categories, in table order (training first).</summary>
+    public static readonly IReadOnlyList<string> Categories =
+        [RunLedger.Training, RunLedger.Evaluation, RunLedger.Probes, RunLedger.HostReads, RunLedger.Charts, RunLedger.Compile, RunLedger.DataLoading];
+
+    /// <summary>Wall-time targets on a quiet machine, by notebook number (issue 17).</summary>
+    static readonly Dictionary<string, double> Targets = new() { ["00"] = 10, ["01"] = 45, ["02"] = 150, ["03"] = 120, ["04"] = 45 };
+
+    public static double? AbsoluteTarget(string notebook) =>
+        notebook.Length >= 2 && Targets.TryGetValue(notebook[..2], out var t) ? t : null;
+
+    /// <summary>The row of a notebook run by tf-run into <paramref name="outDir"/> (its NAME.ledger.json) that took <paramref name="wallSeconds"/>.</summary>
+    public static EfficiencyRow Read(string notebook, double wallSeconds, string outDir)
+    {
+        string path = Path.Combine(outDir, notebook + ".ledger.json");
+        if (!File.Exists(path)) throw new FileNotFoundException($"no ledger for {notebook} at {path}: did the run succeed (tf-run writes it beside the figures of a good run)?", path);
+        return new EfficiencyRow(notebook, wallSeconds, LedgerSnapshot.FromJson(File.ReadAllText(path)));
+    }
+
+    static string F(double v, string format = "N1") => v.ToString(format, CultureInfo.InvariantCulture);
+
+    /// <summary>The table as Markdown lines: header, separator, one row per notebook.</summary>
+    public static IEnumerable<string> Table(IReadOnlyList<EfficiencyRow> rows)
+    {
+        yield return "| notebook | wall s | steps | pure training s | steps as run s | evaluation s | probes s | host reads s | charts s | compile s | data loading s | other s | wall ÷ pure | ≤ 1.3 × pure + 10 s | absolute target |";
+        yield return "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|";
+        foreach (var r in rows)
+        {
+            var l = r.Ledger;
+            string absolute = r.AbsoluteTarget is { } t ? $"{(r.AbsoluteTargetMet == true ? "pass" : "FAIL")} (≤ {F(t, "N0")} s)" : "—";
+            yield return $"| {r.Notebook} | {F(r.WallSeconds)} | {l.TotalSteps.ToString("N0", CultureInfo.InvariantCulture)} | {F(r.PureTrainingSeconds)} | {F(r.TrainingAsRunSeconds)} | " +
+                         string.Join(" | ", Categories.Skip(1).Select(c => F(l.SecondsOf(c)))) + $" | {F(r.OtherSeconds)} | " +
+                         $"{(double.IsNaN(r.Ratio) ? "—" : F(r.Ratio, "N2") + "×")} | {(r.RatioTargetMet ? "pass" : "FAIL")} (≤ {F(r.TargetSeconds)} s) | {absolute} |";
+        }
+    }
+
+    /// <summary>Each notebook's workloads as Markdown lines: steps, median step time, steps × median.</summary>
+    public static IEnumerable<string> Workloads(IReadOnlyList<EfficiencyRow> rows)
+    {
+        yield return "| notebook | workload (model · batch) | steps | median step ms | steps × median s | as run s |";
+        yield return "|---|---|---:|---:|---:|---:|";
+        foreach (var r in rows)
+            foreach (var w in r.Ledger.Workloads)
+                yield return $"| {r.Notebook} | {w.Workload} | {w.Steps.ToString("N0", CultureInfo.InvariantCulture)} | {F(w.MedianStepSeconds * 1e3, "N3")} | {F(w.PureTrainingSeconds, "N2")} | {F(w.Seconds, "N2")} |";
+    }
+}

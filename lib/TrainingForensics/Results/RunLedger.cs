@@ -1,0 +1,173 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+
+namespace TrainingForensics.Results;
+
+/// <summary>
+/// Where a run's time goes: a process-wide tally of the training steps taken per workload (model and batch shape)
+/// with each step's own time, and of the seconds spent per category (evaluation, probes, host reads, chart building,
+/// compiling, data loading). The training loops, evaluations, probes, charts and data loaders record into it; the
+/// headless runner writes it beside the figures (NAME.ledger.json) and the benchmark's notebook-efficiency table
+/// reads it. Timers nest: each records only its own time, without the timers opened inside it (a probe running
+/// inside a training step counts as probe time, not step time). Thread-safe; runs trained side by side record
+/// from their own threads.
+/// </summary>
+public static class RunLedger
+{
+    public const string Training = "training";
+    public const string Evaluation = "evaluation";
+    public const string Probes = "probes";
+    public const string HostReads = "host reads";
+    public const string Charts = "charts";
+    public const string Compile = "compile";
+    public const string DataLoading = "data loading";
+
+    /// <summary>Step times kept per workload for its median (enough for a steady median; memory stays small).</summary>
+    const int StepSamples = 20_000;
+
+    static readonly object Gate = new();
+    static readonly Dictionary<string, double> Seconds = new();
+    static readonly Dictionary<string, Workload> Workloads = new();
+    [ThreadStatic] static Timer? _open; // innermost open timer of this thread
+
+    sealed class Workload
+    {
+        public long Steps;
+        public double Seconds;
+        public readonly List<double> Samples = new();
+    }
+
+    /// <summary>
+    /// Starts timing <paramref name="category"/> until the returned timer is disposed:
+    /// <c>using var _ = RunLedger.Time(RunLedger.Evaluation);</c>.
+    /// </summary>
+    public static Timer Time(string category) => new(category, null);
+
+    /// <summary>Starts timing one training step of <paramref name="workload"/> (e.g. "Sequential, 235,146 parameters · batch [32,784]").</summary>
+    public static Timer Step(string workload) => new(Training, workload);
+
+    /// <summary>A running timer (see <see cref="Time"/>); dispose it once.</summary>
+    public sealed class Timer : IDisposable
+    {
+        readonly string _category;
+        readonly string? _workload;
+        readonly Timer? _parent;
+        readonly long _start;
+        double _inner; // seconds of timers opened inside this one
+        bool _done;
+
+        internal Timer(string category, string? workload)
+        {
+            _category = category;
+            _workload = workload;
+            _parent = _open;
+            _open = this;
+            _start = Stopwatch.GetTimestamp();
+        }
+
+        public void Dispose()
+        {
+            if (_done) return;
+            _done = true;
+            double total = Stopwatch.GetElapsedTime(_start).TotalSeconds;
+            if (_open == this) _open = _parent;
+            if (_parent != null) _parent._inner += total;
+            Add(_category, _workload, Math.Max(0, total - _inner));
+        }
+    }
+
+    static void Add(string category, string? workload, double seconds)
+    {
+        lock (Gate)
+        {
+            Seconds[category] = Seconds.GetValueOrDefault(category) + seconds;
+            if (workload == null) return;
+            if (!Workloads.TryGetValue(workload, out var w)) Workloads[workload] = w = new Workload();
+            w.Steps++;
+            w.Seconds += seconds;
+            if (w.Samples.Count < StepSamples) w.Samples.Add(seconds);
+        }
+    }
+
+    /// <summary>Forgets everything recorded (the runner calls it before each notebook).</summary>
+    public static void Reset()
+    {
+        lock (Gate) { Seconds.Clear(); Workloads.Clear(); }
+    }
+
+    /// <summary>Training steps recorded for <paramref name="workload"/> (0 when none).</summary>
+    public static long StepsOf(string workload)
+    {
+        lock (Gate) return Workloads.TryGetValue(workload, out var w) ? w.Steps : 0;
+    }
+
+    /// <summary>Training steps recorded over all workloads.</summary>
+    public static long TotalSteps
+    {
+        get { lock (Gate) return Workloads.Values.Sum(w => w.Steps); }
+    }
+
+    /// <summary>Seconds recorded for <paramref name="category"/> (own time only).</summary>
+    public static double SecondsOf(string category)
+    {
+        lock (Gate) return Seconds.GetValueOrDefault(category);
+    }
+
+    /// <summary>What was recorded, as a snapshot.</summary>
+    public static LedgerSnapshot Snapshot()
+    {
+        lock (Gate)
+            return new LedgerSnapshot(
+                new Dictionary<string, double>(Seconds),
+                Workloads.OrderBy(w => w.Key, StringComparer.Ordinal)
+                    .Select(w => new WorkloadSteps(w.Key, w.Value.Steps, w.Value.Seconds, Median(w.Value.Samples))).ToList());
+    }
+
+    static double Median(List<double> v)
+    {
+        if (v.Count == 0) return double.NaN;
+        var s = v.ToArray();
+        Array.Sort(s);
+        return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
+    }
+
+    /// <summary>The snapshot as JSON (what tf-run writes as NAME.ledger.json).</summary>
+    public static string ToJson(string notebook) => Snapshot().ToJson(notebook);
+}
+
+/// <summary>One workload's training steps: how many, their total own time, and the median time of one step.</summary>
+public sealed record WorkloadSteps(string Workload, long Steps, double Seconds, double MedianStepSeconds)
+{
+    /// <summary>Steps × the median step time: the run's training at its typical step rate, without the slow outliers.</summary>
+    public double PureTrainingSeconds => double.IsNaN(MedianStepSeconds) ? 0 : Steps * MedianStepSeconds;
+}
+
+/// <summary>A copy of the <see cref="RunLedger"/>'s tallies.</summary>
+public sealed record LedgerSnapshot(IReadOnlyDictionary<string, double> Seconds, IReadOnlyList<WorkloadSteps> Workloads)
+{
+    public double SecondsOf(string category) => Seconds.GetValueOrDefault(category);
+    public long TotalSteps => Workloads.Sum(w => w.Steps);
+    public double PureTrainingSeconds => Workloads.Sum(w => w.PureTrainingSeconds);
+
+    public string ToJson(string notebook) => JsonSerializer.Serialize(new
+    {
+        notebook,
+        seconds = Seconds.OrderBy(kv => kv.Key, StringComparer.Ordinal).ToDictionary(kv => kv.Key, kv => kv.Value),
+        workloads = Workloads.Select(w => new { workload = w.Workload, steps = w.Steps, seconds = w.Seconds, median_step_seconds = double.IsNaN(w.MedianStepSeconds) ? 0 : w.MedianStepSeconds }),
+    }, new JsonSerializerOptions { WriteIndented = true }) + "\n";
+
+    /// <summary>Reads what <see cref="ToJson"/> wrote.</summary>
+    public static LedgerSnapshot FromJson(string json)
+    {
+        using var doc = JsonDocument.Parse(json);
+        var root = doc.RootElement;
+        var seconds = root.GetProperty("seconds").EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetDouble());
+        var workloads = root.GetProperty("workloads").EnumerateArray()
+            .Select(w => new WorkloadSteps(w.GetProperty("workload").GetString()!, w.GetProperty("steps").GetInt64(), w.GetProperty("seconds").GetDouble(), w.GetProperty("median_step_seconds").GetDouble()))
+            .ToList();
+        return new LedgerSnapshot(seconds, workloads);
+    }
+
+    public override string ToString() => string.Join(", ", Seconds.Select(kv => $"{kv.Key} {kv.Value.ToString("F2", CultureInfo.InvariantCulture)} s"));
+}

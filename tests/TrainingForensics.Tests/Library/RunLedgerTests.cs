@@ -1,0 +1,65 @@
+using TorchSharp;
+using TrainingForensics.Models;
+using TrainingForensics.Results;
+using TrainingForensics.Setup;
+using TrainingForensics.Training;
+using static TorchSharp.torch;
+
+namespace TrainingForensics.Tests.Library;
+
+public class RunLedgerTests
+{
+    [Fact]
+    public void The_ledger_counts_exactly_the_steps_a_loop_runs_per_model_and_batch_shape()
+    {
+        RunLedger.Reset();
+        TorchEnvironment.Reseed(3);
+        var model = Mlp.Create(new[] { 5, 7, 3 });
+        var loop = new TrainingLoop(model, optim.SGD(model.parameters(), 0.1), (o, t) => nn.functional.cross_entropy(o, t));
+        int hookCalls = 0;
+        loop.AfterBackward += _ => hookCalls++;
+        var g = new Generator(3);
+        var x = randn(new long[] { 40, 5 }, generator: g);
+        var y = randint(0, 3, new long[] { 40 }, generator: g);
+        IEnumerable<(Tensor, Tensor)> Batches()
+        {
+            for (long i = 0; i < 40; i += 16) yield return (x.narrow(0, i, Math.Min(16, 40 - i)), y.narrow(0, i, Math.Min(16, 40 - i)));
+        }
+        loop.Run(_ => Batches(), epochs: 2, evaluate: () => new Dictionary<string, double> { ["acc"] = Evaluation.Run(model, Batches()).Accuracy });
+
+        string full = $"{TrainingLoop.ModelText(model)} · batch [16×5]", last = $"{TrainingLoop.ModelText(model)} · batch [8×5]";
+        Assert.Equal("Sequential, 66 parameters", TrainingLoop.ModelText(model)); // 5·7+7 + 7·3+3
+        Assert.Equal(4, RunLedger.StepsOf(full));  // 2 epochs × 2 full batches
+        Assert.Equal(2, RunLedger.StepsOf(last));  // 2 epochs × the 8-example rest
+        Assert.Equal(6, RunLedger.TotalSteps);
+        Assert.Equal(loop.StepCount, RunLedger.TotalSteps);
+        Assert.Equal(6, hookCalls);
+        var snapshot = RunLedger.Snapshot();
+        Assert.Equal(new[] { full, last }, snapshot.Workloads.Select(w => w.Workload));
+        Assert.All(snapshot.Workloads, w => Assert.Equal(w.Steps * w.MedianStepSeconds, w.PureTrainingSeconds, 12));
+        foreach (var category in new[] { RunLedger.Training, RunLedger.Probes, RunLedger.HostReads, RunLedger.Evaluation })
+            Assert.True(snapshot.Seconds.ContainsKey(category), $"no {category} recorded");
+
+        // the JSON tf-run writes reads back to the same tallies
+        var back = LedgerSnapshot.FromJson(snapshot.ToJson("test"));
+        Assert.Equal(snapshot.Workloads, back.Workloads);
+        Assert.Equal(snapshot.Seconds.OrderBy(kv => kv.Key), back.Seconds.OrderBy(kv => kv.Key));
+        RunLedger.Reset();
+        Assert.Equal(0, RunLedger.TotalSteps);
+    }
+
+    [Fact]
+    public void A_timer_opened_inside_another_is_not_counted_twice()
+    {
+        RunLedger.Reset();
+        using (RunLedger.Time("outer"))
+        {
+            using (RunLedger.Time("inner")) Thread.Sleep(200);
+        }
+        var s = RunLedger.Snapshot();
+        // the inner 200 ms belong to "inner" only: the outer timer's own time is what is left (far less than 200 ms)
+        Assert.True(s.SecondsOf("inner") >= 0.19, $"inner {s.SecondsOf("inner")}");
+        Assert.True(s.SecondsOf("outer") < s.SecondsOf("inner"), $"outer {s.SecondsOf("outer")} counts the inner timer's time");
+        RunLedger.Reset();
+    }
+}
