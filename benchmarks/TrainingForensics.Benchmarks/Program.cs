@@ -45,6 +45,7 @@ if (doctorRepeats != null)
 {
     if (!int.TryParse(doctorRepeats, out int repeats) || repeats < 1) { Console.Error.WriteLine($"--doctor needs a positive count, got '{doctorRepeats}'"); return 2; }
     DoctorOverhead.Repeated(repeats, quick ? 2 : 9, Console.WriteLine);
+    DoctorOverhead.Detection(quick, Console.WriteLine);
     return 0;
 }
 var report = new StringBuilder();
@@ -191,14 +192,16 @@ Line();
 Line("The clinic's own overhead workloads (`ClinicRunner.MeasureOverhead`: MNIST batches of 64 as in its suite, Adam or SGD-momentum, " +
      "three copies in rotating order, medians of per-round ratios; the issue's targets are ≤ 1.05× at the default cadence and ≤ 1.3× every step):");
 Line();
-Line("| workload | baseline ms/step | doctor, default | doctor, every step | rounds × steps |");
-Line("|---|---:|---:|---:|---:|");
+Line("| workload | baseline ms/step | doctor, default | doctor, every step | rounds' range, default | rounds' range, every step | rounds × steps |");
+Line("|---|---:|---:|---:|---:|---:|---:|");
 foreach (var (c, stepsPerRound) in ClinicCases.OverheadWorkloads())
 {
     var o = ClinicRunner.MeasureOverhead(c, stepsPerRound, quick ? 2 : 9, 1, new DoctorOptions());
-    Line($"| {c.Name} | {F(o.BaselineStepMs, "N3")} | {F(o.DefaultRatio, "N3")}× | {F(o.EveryStepRatio, "N3")}× | {o.Rounds} × {o.StepsPerRound} |");
+    Line($"| {c.Name} | {F(o.BaselineStepMs, "N3")} | {F(o.DefaultRatio, "N3")}× | {F(o.EveryStepRatio, "N3")}× | " +
+         $"{F(o.DefaultRatios.Min(), "N2")}–{F(o.DefaultRatios.Max(), "N2")} | {F(o.EveryStepRatios.Min(), "N2")}–{F(o.EveryStepRatios.Max(), "N2")} | {o.Rounds} × {o.StepsPerRound} |");
 }
 Line();
+DoctorOverhead.Detection(quick, Line);
 
 // ---- 5. runner ------------------------------------------------------------------------------------------------
 Line("## Runner");

@@ -155,7 +155,7 @@ public sealed record LedgerSnapshot(IReadOnlyDictionary<string, double> Seconds,
         notebook,
         seconds = Seconds.OrderBy(kv => kv.Key, StringComparer.Ordinal).ToDictionary(kv => kv.Key, kv => kv.Value),
         workloads = Workloads.Select(w => new { workload = w.Workload, steps = w.Steps, seconds = w.Seconds, median_step_seconds = double.IsNaN(w.MedianStepSeconds) ? 0 : w.MedianStepSeconds }),
-    }, new JsonSerializerOptions { WriteIndented = true }) + "\n";
+    }, new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }) + "\n"; // workload names as written (·, ×)
 
     /// <summary>Reads what <see cref="ToJson"/> wrote.</summary>
     public static LedgerSnapshot FromJson(string json)

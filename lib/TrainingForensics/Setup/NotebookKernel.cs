@@ -28,6 +28,7 @@ public static class NotebookKernel
     {
         TorchNative.PrepareNativeLoad();
         OneDnnGuard.Apply();
+        NativeHeap.Apply(); // before the first tensor: freed tensor memory goes back to the system
         FSharpCoreBinding.Install();
         RegisterFormatters();
     }

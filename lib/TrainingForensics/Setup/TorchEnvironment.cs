@@ -37,6 +37,7 @@ public sealed record TorchEnvironment(
         OneDnnGuard.Apply(); // normally already done when the library loaded; harmless twice
         TorchNative.EnsureLoaded();
         NnpackSwitch.Apply();
+        NativeHeap.Apply();
         double convError = OneDnnGuard.SelfCheck();
         if (!(convError < 1e-3))
             throw new InvalidOperationException(
@@ -53,7 +54,7 @@ public sealed record TorchEnvironment(
             RuntimeInformation.FrameworkDescription,
             RuntimeInformation.OSDescription,
             System.Environment.ProcessorCount,
-            $"{OneDnnGuard.Setting}; convolution self-check error {convError:G2}; NNPACK {NnpackSwitch.Setting}");
+            $"{OneDnnGuard.Setting}; convolution self-check error {convError:G2}; NNPACK {NnpackSwitch.Setting}; native heap: {NativeHeap.Setting}");
     }
 
     /// <summary>

@@ -287,6 +287,44 @@ public class DoctorTests
     }
 
     [Fact]
+    public void The_probe_pass_puts_every_module_s_mode_back_whatever_it_switched()
+    {
+        // mode-dependent leaves only (BatchNorm, dropout: switched one by one), none (plain MLP: nothing switched),
+        // and a module of one's own with submodules (the whole model switched and put back module by module)
+        foreach (var make in new Func<Module<Tensor, Tensor>>[]
+        {
+            () => Sequential(("fc1", Linear(6, 8)), ("bn", BatchNorm1d(8)), ("relu", ReLU()), ("drop", Dropout(0.2)), ("fc2", Linear(8, 3))),
+            () => TrainingForensics.Models.Mlp.Create(new[] { 6, 8, 3 }),
+            () => Sequential(("inner", Sequential(("fc1", Linear(6, 8)), ("drop", Dropout(0.2)))), ("fc2", Linear(8, 3))),
+        })
+        {
+            TorchEnvironment.Reseed(2);
+            var model = make();
+            var opt = optim.SGD(model.parameters(), 0.05);
+            var doctor = TrainingDoctor.Attach(model, opt, DoctorOptions.EveryStep);
+            var lossFn = doctor.Loss(Ce);
+            var modules = model.modules().ToList();
+            model.train();
+            modules[^2].eval(); // one module left in eval mode on purpose: it must stay there
+            var before = modules.Select(m => m.training).ToArray();
+            var g = new Generator(2);
+            for (int s = 0; s < 4; s++)
+            {
+                using var scope = NewDisposeScope();
+                var x = randn(new long[] { 16, 6 }, generator: g);
+                var y = randint(0, 3, new long[] { 16 }, generator: g);
+                opt.zero_grad();
+                lossFn(model.call(x), y).backward();
+                doctor.Observe(s);
+                opt.step();
+                Assert.Equal(before, modules.Select(m => m.training).ToArray());
+            }
+            Assert.True(doctor.Vitals.ContainsKey("max_probe_loss_over_best")); // the probe pass ran
+            doctor.Detach();
+        }
+    }
+
+    [Fact]
     public void Batched_reads_give_the_same_batchnorm_statistics_and_update_ratios_as_the_direct_measurements()
     {
         TorchEnvironment.Reseed(5);

@@ -13,7 +13,7 @@ namespace TrainingForensics.Diagnostics.Doctor;
 internal sealed record ProbeReading(bool HasLoss, double EvalLoss, double TrainLoss, BatchNormLayerStats[]? BatchNorm);
 
 /// <summary>
-/// The doctor's fixed probe batch and its forward pass: every module in eval mode, so no random numbers are drawn and
+/// The doctor's fixed probe batch and its forward pass: every mode-dependent module in eval mode, so no random numbers are drawn and
 /// no BatchNorm buffer is written. With BatchNorm statistics due the batch goes in twice, and each BatchNorm layer's
 /// hook normalises the second copy with that copy's own batch statistics — exactly what training mode computes,
 /// without training mode's update of the running statistics — and reads those statistics on the way. So the eval-mode
@@ -24,7 +24,9 @@ internal sealed class ProbePass : IDisposable
     readonly nn.Module<Tensor, Tensor> _model;
     readonly List<nn.Module> _modules; // the model and every submodule: their modes are put back after a pass
     readonly bool[] _modes;
-    readonly bool _modeFree; // every module computes the same in both modes: the pass needs no switch to eval mode and back
+    // the modules whose output depends on the mode (BatchNorm, dropout, …), when all of them are leaves: a pass switches
+    // only these to eval mode and back (none for a plain MLP). Null: one of them has submodules, the whole model is switched.
+    readonly List<nn.Module>? _switched;
     readonly List<(string Name, BatchNorm Layer)> _batchNorms;
     readonly Tensor?[] _collected; // per BatchNorm layer, during a pass: batch mean, batch var, running mean, running var, batches tracked
     long _trainCopyAt = -1;        // first row of the training-mode copy during a pass (-1: none)
@@ -35,7 +37,8 @@ internal sealed class ProbePass : IDisposable
         _model = model;
         _modules = new[] { (nn.Module)model }.Concat(model.named_modules().Select(m => m.module)).Distinct().ToList();
         _modes = new bool[_modules.Count];
-        _modeFree = _modules.All(m => ModeFreeTypes.Contains(m.GetType().Name) && m.GetType().Namespace == typeof(Linear).Namespace);
+        var dependent = _modules.Where(m => !(ModeFreeTypes.Contains(m.GetType().Name) && m.GetType().Namespace == typeof(Linear).Namespace)).ToList();
+        _switched = dependent.All(m => !m.children().Any()) ? dependent : null;
         _batchNorms = model.named_modules().Where(m => m.module is BatchNorm).Select(m => (m.name, (BatchNorm)m.module)).ToList();
         _collected = new Tensor?[_batchNorms.Count];
         if (options.ProbeInputs is { } px)
@@ -46,9 +49,9 @@ internal sealed class ProbePass : IDisposable
     }
 
     /// <summary>
-    /// TorchSharp's modules whose forward pass does not depend on the training mode. A model built only from them
-    /// gives the eval-mode loss in whatever mode it is in, so the pass skips the two mode switches (a native call per
-    /// module each, every measured step); anything else — BatchNorm, dropout, a module of one's own — is switched.
+    /// TorchSharp's modules whose forward pass does not depend on the training mode: their mode does not matter to the
+    /// eval-mode loss, so a pass leaves them as they are and switches only the others — BatchNorm, dropout, a module of
+    /// one's own — (reading and setting a mode is a native call per module, twice every measured step).
     /// </summary>
     static readonly HashSet<string> ModeFreeTypes = new(StringComparer.Ordinal)
     {
@@ -116,30 +119,33 @@ internal sealed class ProbePass : IDisposable
     {
         bool withLoss = lossFunction != null && Targets is not null;
         if (!withLoss && !batchNorm) return null;
-        if (_modeFree && !batchNorm) return Reading(step, Forward(lossFunction, false, switchMode: false).Values!, withLoss, false, false);
+        var modules = _switched ?? _modules;
         // modes are put back from these (one call when all modules share a mode); no per-call allocation otherwise
-        bool first = _modules[0].training, uniform = true;
-        for (int i = 0; i < _modules.Count; i++) { _modes[i] = _modules[i].training; uniform &= _modes[i] == first; }
+        bool first = modules.Count > 0 && modules[0].training, uniform = true;
+        for (int i = 0; i < modules.Count; i++) { _modes[i] = modules[i].training; uniform &= _modes[i] == first; }
         double[]? v;
         bool stats;
-        try { (v, stats) = Forward(withLoss ? lossFunction : null, batchNorm, switchMode: true); }
+        try { (v, stats) = Forward(withLoss ? lossFunction : null, batchNorm); }
         finally
         {
             Array.Clear(_collected);
-            // train(bool) is recursive: one call when every module had the same mode, else module by module (parents first)
-            if (uniform) _model.train(first);
+            // train(bool) is recursive: one call when every module had the same mode, else module by module (parents first);
+            // switched leaves one by one
+            if (_switched != null) for (int i = 0; i < _switched.Count; i++) _switched[i].train(_modes[i]);
+            else if (uniform) _model.train(first);
             else for (int i = 0; i < _modules.Count; i++) _modules[i].train(_modes[i]);
         }
         return v is null ? null : Reading(step, v, withLoss, batchNorm, stats);
     }
 
     /// <summary>The pass itself: [eval loss, train-mode loss | per-layer statistics] as one vector on the host (null: nothing read).</summary>
-    (double[]? Values, bool Stats) Forward(Func<Tensor, Tensor, Tensor>? lossFunction, bool batchNorm, bool switchMode)
+    (double[]? Values, bool Stats) Forward(Func<Tensor, Tensor, Tensor>? lossFunction, bool batchNorm)
     {
         using var scope = NewDisposeScope();
         using var noGrad = inference_mode();
         long n = Inputs!.shape[0];
-        if (switchMode) _model.eval();
+        if (_switched == null) _model.eval();
+        else foreach (var m in _switched) m.eval();
         Array.Clear(_collected);
         _trainCopyAt = batchNorm ? n : -1;
         Tensor o;
