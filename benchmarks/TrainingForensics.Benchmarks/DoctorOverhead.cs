@@ -12,17 +12,23 @@ internal static class DoctorOverhead
         line($"doctor overhead ({repeats} repeats of {rounds} interleaved rounds; load at start {Machine.LoadAverage()})");
         foreach (var (c, stepsPerRound) in ClinicCases.OverheadWorkloads())
         {
-            var results = new List<OverheadResult>();
-            for (int r = 0; r < repeats; r++)
+            foreach (var (clockName, clock) in new (string, Func<double>?)[] { ("wall time", null), ("process CPU time", ClinicRunner.ProcessCpuSeconds) })
             {
-                var o = ClinicRunner.MeasureOverhead(c, stepsPerRound, rounds, 1, new DoctorOptions());
-                results.Add(o);
-                line($"  {c.Name}: baseline {F(o.BaselineStepMs, "N3")} ms/step, default {F(o.DefaultRatio, "N3")}×, every step {F(o.EveryStepRatio, "N3")}× (load {Machine.LoadAverage()})");
+                var results = new List<OverheadResult>();
+                for (int r = 0; r < repeats; r++)
+                {
+                    var o = ClinicRunner.MeasureOverhead(c, stepsPerRound, rounds, 1, new DoctorOptions(), clock: clock);
+                    results.Add(o);
+                    line($"  {c.Name} ({clockName}): baseline {F(o.BaselineStepMs, "N3")} ms/step, default {F(o.DefaultRatio, "N3")}×, every step {F(o.EveryStepRatio, "N3")}× (load {Machine.LoadAverage()})");
+                }
+                Summary(c.Name + $" ({clockName})", results, line);
             }
-            line($"{c.Name}: default median {F(Median(results.Select(o => o.DefaultRatio)), "N3")}× (range {F(results.Min(o => o.DefaultRatio), "N3")}–{F(results.Max(o => o.DefaultRatio), "N3")}), " +
-                 $"every step median {F(Median(results.Select(o => o.EveryStepRatio)), "N3")}× (range {F(results.Min(o => o.EveryStepRatio), "N3")}–{F(results.Max(o => o.EveryStepRatio), "N3")})");
         }
     }
+
+    static void Summary(string name, List<OverheadResult> results, Action<string> line) =>
+        line($"{name}: default median {F(Median(results.Select(o => o.DefaultRatio)), "N3")}× (range {F(results.Min(o => o.DefaultRatio), "N3")}–{F(results.Max(o => o.DefaultRatio), "N3")}), " +
+                 $"every step median {F(Median(results.Select(o => o.EveryStepRatio)), "N3")}× (range {F(results.Min(o => o.EveryStepRatio), "N3")}–{F(results.Max(o => o.EveryStepRatio), "N3")})");
 
     /// <summary>
     /// The clinic's detection at the default cadence and with every detector every step (what the overhead buys):

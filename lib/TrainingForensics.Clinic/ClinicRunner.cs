@@ -145,8 +145,11 @@ public static class ClinicRunner
     /// Step time with and without the doctor, interleaved: each round trains three identical copies (same seed)
     /// for <paramref name="stepsPerRound"/> steps — uninstrumented, default cadence, every step — in rotating order,
     /// and the ratios of each round are kept; the medians are reported (robust to a noisy shared machine).
+    /// <paramref name="clock"/> gives seconds (default: wall time); the process's CPU time
+    /// (<see cref="ProcessCpuSeconds"/>) leaves out the time spent waiting for a core on a loaded machine.
     /// </summary>
-    public static OverheadResult MeasureOverhead(ClinicCase c, int stepsPerRound, int rounds, int seed, DoctorOptions defaults, Device? device = null)
+    public static OverheadResult MeasureOverhead(ClinicCase c, int stepsPerRound, int rounds, int seed, DoctorOptions defaults, Device? device = null,
+        Func<double>? clock = null)
     {
         if (rounds < 1 || stepsPerRound < 1) throw new ArgumentOutOfRangeException(nameof(rounds), "need at least one round of one step");
         var variants = new[] { (Name: "none", Options: (DoctorOptions?)null), (Name: "default", Options: defaults), (Name: "every", Options: DoctorOptions.EveryStep) };
@@ -159,13 +162,20 @@ public static class ClinicRunner
                 for (int k = 0; k < runners.Count; k++)
                 {
                     int i = (k + round) % runners.Count;
-                    times[i].Add(runners[i].Run(stepsPerRound));
+                    times[i].Add(runners[i].Run(stepsPerRound, clock));
                 }
             var d = times[0].Zip(times[1], (a, b) => b / a).ToArray();
             var e = times[0].Zip(times[2], (a, b) => b / a).ToArray();
             return new OverheadResult(c.Name, rounds, stepsPerRound, Median(times[0]) / stepsPerRound * 1000, Median(d), Median(e), d, e);
         }
         finally { foreach (var r in runners) r.Dispose(); }
+    }
+
+    /// <summary>CPU seconds this process has used (all its threads): a clock for <see cref="MeasureOverhead"/> on a busy machine.</summary>
+    public static double ProcessCpuSeconds()
+    {
+        using var p = Process.GetCurrentProcess();
+        return p.TotalProcessorTime.TotalSeconds;
     }
 
     static double Median(IEnumerable<double> values)

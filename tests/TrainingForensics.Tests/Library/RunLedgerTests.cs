@@ -36,7 +36,7 @@ public class RunLedgerTests
         Assert.Equal(6, hookCalls);
         var snapshot = RunLedger.Snapshot();
         Assert.Equal(new[] { full, last }, snapshot.Workloads.Select(w => w.Workload));
-        Assert.All(snapshot.Workloads, w => Assert.Equal(w.Steps * w.MedianStepSeconds, w.PureTrainingSeconds, 12));
+        foreach (WorkloadSteps w in snapshot.Workloads) Assert.Equal(w.Steps * w.MedianStepSeconds, w.PureTrainingSeconds, 12);
         foreach (var category in new[] { RunLedger.Training, RunLedger.Probes, RunLedger.HostReads, RunLedger.Evaluation })
             Assert.True(snapshot.Seconds.ContainsKey(category), $"no {category} recorded");
 
@@ -52,9 +52,9 @@ public class RunLedgerTests
     public void A_timer_opened_inside_another_is_not_counted_twice()
     {
         RunLedger.Reset();
-        using (RunLedger.Time("outer"))
+        using (RunLedger.Timer outer = RunLedger.Time("outer"))
         {
-            using (RunLedger.Time("inner")) Thread.Sleep(200);
+            using (RunLedger.Timer inner = RunLedger.Time("inner")) Thread.Sleep(200);
         }
         var s = RunLedger.Snapshot();
         // the inner 200 ms belong to "inner" only: the outer timer's own time is what is left (far less than 200 ms)
