@@ -151,6 +151,12 @@ internal sealed class ProbePass : IDisposable
         Tensor o;
         try { o = _model.call(batchNorm ? cat(new[] { Inputs, Inputs }) : Inputs); }
         finally { _trainCopyAt = -1; }
+        if (!batchNorm && lossFunction != null)
+        {
+            // the eval-mode loss alone (most measured steps): one read of the scalar, no stacking (float32 widens exactly)
+            var loss = lossFunction(o, Targets!);
+            return (new[] { loss.dtype == ScalarType.Float32 ? loss.item<float>() : loss.to_type(ScalarType.Float64).item<double>() }, false);
+        }
         var parts = new List<Tensor>(_collected.Length + 2);
         if (lossFunction != null)
         {
