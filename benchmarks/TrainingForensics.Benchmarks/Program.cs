@@ -276,7 +276,7 @@ else
 Line($"Load average at the end: {Machine.LoadAverage()}. Total time {F(total.Elapsed.TotalSeconds, "N0")} s.");
 Line();
 Line("Rerun: `dotnet run -c Release --project benchmarks/TrainingForensics.Benchmarks -- --notebooks --out docs/benchmarks.md` " +
-     "(on a quiet machine; without `--notebooks` it takes about a minute).");
+     "(on a quiet machine; without `--notebooks` it takes a few minutes, most of them the clinic run at both cadences).");
 
 if (outFile != null)
 {
