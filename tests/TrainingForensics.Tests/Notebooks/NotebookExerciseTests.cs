@@ -309,7 +309,7 @@ public class NotebookExerciseTests
 
         string stem = Path.GetFileNameWithoutExtension(notebook);
         var errors = Errors(Path.Combine(outDir.Path, stem + ".ipynb"));
-        string context = $"{notebook} exercise '{id}' ({string.Join(" ", exercise.Parameters.Concat(exercise.TestParameters).Select(p => $"{p.Key}={p.Value}"))}), exit {exit}:\n{stderr}\n{string.Join("\n", errors.Select(e => e.Ename + ": " + e.Evalue))}";
+        string context = $"{notebook} exercise '{id}' ({string.Join(" ", exercise.Parameters.Concat(exercise.TestParameters).Select(p => $"{p.Key}={p.Value}"))}), exit {exit}:\n{Tail(stderr.ToString(), 20)}\n{string.Join("\n", errors.Select(e => e.Ename + ": " + e.Evalue))}";
         if (exercise.ExpectFailure is { } claim)
         {
             Assert.True(exit == RunnerCli.NotebookFailed, $"expected the claim containing '{claim}' to fail — " + context);
@@ -329,6 +329,8 @@ public class NotebookExerciseTests
                         $"{notebook} exercise '{id}': {x.Figure} = {value.ToString("G6", CultureInfo.InvariantCulture)}, predicted [{x.Min?.ToString(CultureInfo.InvariantCulture) ?? "-∞"}, {x.Max?.ToString(CultureInfo.InvariantCulture) ?? "∞"}]");
         }
     }
+
+    static string Tail(string text, int lines) => string.Join("\n", text.Split('\n').TakeLast(lines));
 
     static List<(string Ename, string Evalue)> Errors(string executed)
     {
