@@ -119,6 +119,17 @@ public static class EcgExperiment
             new DoubleDataFrameColumn("mean (mV)", list.Select(s => Math.Round(s.Set.MeanMv, 4))));
     }
 
+    /// <summary>
+    /// The share of the records' mean square that their means (DC offsets) account for: mean over records of
+    /// mean(x)², over the mean of x². 1: every record a constant; 0: every record zero-mean.
+    /// </summary>
+    public static double OffsetShare(EcgSet set)
+    {
+        using var scope = NewDisposeScope();
+        var x = set.Signals.to_type(ScalarType.Float64);
+        return x.mean(new long[] { 1 }).square().mean().item<double>() / x.square().mean().item<double>();
+    }
+
     /// <summary>Predicted classes from outputs: argmax of two columns; a single column is class 1 above 0 (logit) or 0.5 (sigmoid).</summary>
     public static Tensor Predict(Tensor outputs, string activation) =>
         outputs.shape[1] == 1 ? outputs.squeeze(1).gt(activation == "sigmoid" ? 0.5 : 0.0).to_type(ScalarType.Int64) : outputs.argmax(1);

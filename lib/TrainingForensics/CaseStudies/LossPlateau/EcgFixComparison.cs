@@ -80,10 +80,26 @@ public sealed class EcgFixComparison
         new StringDataFrameColumn("checks fired", Runs.Select(r => string.Join(", ", r.Checks.Where(c => c.Fired).Select(c => c.Name)))),
         new DoubleDataFrameColumn("seconds", Runs.Select(r => Math.Round(r.Seconds, 1))));
 
-    /// <summary>Evaluation accuracy over steps for every configuration (dashed: MLP).</summary>
-    public GenericChart AccuracyChart() =>
-        Plots.Lines("fix comparison: evaluation accuracy on the long records", "step", "evaluation accuracy",
-            Runs.Select(r => new Series(r.Config.Name, r.EvalSteps.Select(s => (double)s).ToArray(), r.EvalAccuracies.ToArray(), r.Config.Model == "mlp" ? "dash" : null)));
+    /// <summary>
+    /// Runs whose accuracy curve is identical to an earlier run's (drawn on top of it): each with the first earlier run
+    /// it coincides with.
+    /// </summary>
+    public IReadOnlyList<(EcgRun Run, EcgRun SameAs)> Coinciding() =>
+        Runs.Select((r, i) => (Run: r, SameAs: Runs.Take(i).FirstOrDefault(e => e.EvalSteps.SequenceEqual(r.EvalSteps) && e.EvalAccuracies.SequenceEqual(r.EvalAccuracies))))
+            .Where(p => p.SameAs != null).Select(p => (p.Run, p.SameAs!)).ToList();
+
+    /// <summary>
+    /// Evaluation accuracy over steps for every configuration (dashed: MLP). A curve identical to an earlier one is
+    /// dotted and says so in its name, so that the line it hides is not taken for missing.
+    /// </summary>
+    public GenericChart AccuracyChart()
+    {
+        var same = Coinciding().ToDictionary(p => p.Run, p => p.SameAs);
+        return Plots.Lines("fix comparison: evaluation accuracy on the long records", "step", "evaluation accuracy (fraction of the records)",
+            Runs.Select(r => new Series(same.TryGetValue(r, out var e) ? $"{r.Config.Name} (same as {e.Config.Name})" : r.Config.Name,
+                                        r.EvalSteps.Select(s => (double)s).ToArray(), r.EvalAccuracies.ToArray(),
+                                        same.ContainsKey(r) ? "dot" : r.Config.Model == "mlp" ? "dash" : null)));
+    }
 
     /// <summary>Which checks fired (and at which step) on the healthy runs and on <paramref name="others"/>.</summary>
     public DataFrame FiredTable(params EcgRun[] others)

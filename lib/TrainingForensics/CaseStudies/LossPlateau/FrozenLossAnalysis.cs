@@ -11,7 +11,8 @@ namespace TrainingForensics.CaseStudies.LossPlateau;
 /// <summary>
 /// The frozen loss of a run set against the value computed on paper for the state it froze in: the saturated
 /// outputs it actually produced on the evaluation set and that set's class split
-/// (<see cref="SquashedCrossEntropy.Expected"/>), with the float32 tolerance the comparison needs.
+/// (<see cref="SquashedCrossEntropy.Expected"/>; for one output per row, BCE with logits of the squashed output), with
+/// the float32 tolerance the comparison needs.
 /// </summary>
 public sealed class FrozenLossAnalysis
 {
@@ -41,7 +42,10 @@ public sealed class FrozenLossAnalysis
         using (var onCpu = eval.Labels.On(CPU).contiguous()) labels = onCpu.data<long>().ToArray();
         if (labels.Length != run.FinalOutputs.Length)
             throw new ArgumentException($"the run evaluated {run.FinalOutputs.Length} records, the set has {labels.Length}");
-        double analytic = SquashedCrossEntropy.Expected(run.FinalOutputs, labels);
+        // one output per row (loss "bce"): the squashed output u goes into BCE with logits, log(1+e^u) − y·u per row
+        double analytic = run.FinalOutputs.Length > 0 && run.FinalOutputs[0].Length == 1
+            ? run.FinalOutputs.Select((r, i) => Math.Log(1 + Math.Exp(r[0])) - labels[i] * r[0]).Average()
+            : SquashedCrossEntropy.Expected(run.FinalOutputs, labels);
         // Outputs within 1e-6 of 0/1 count as saturated; how far they are from exact 0/1 enters the tolerance.
         double deviation = run.FinalOutputs.SelectMany(r => r).Max(v => Math.Abs(v - Math.Round(v)));
         return new FrozenLossAnalysis(run, analytic, deviation);
