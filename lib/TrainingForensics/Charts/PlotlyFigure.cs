@@ -5,6 +5,18 @@ namespace TrainingForensics.Charts;
 /// <summary>One line of a chart: a name and its points. <paramref name="Dash"/>: null (solid), "dash", "dot".</summary>
 public sealed record Series(string Name, IReadOnlyList<double> X, IReadOnlyList<double> Y, string? Dash = null, string? Color = null)
 {
+    /// <summary>
+    /// A legend group with this title (e.g. a run, when the colour says the layer): series of one group are listed
+    /// together under it, and a name needs to be unique only within its group.
+    /// </summary>
+    public string? Group { get; init; }
+    /// <summary>Line width in pixels: a wider, lighter line under a thin one shows two curves that coincide.</summary>
+    public double Width { get; init; } = 2;
+    /// <summary>Line opacity, 0–1.</summary>
+    public double Opacity { get; init; } = 1;
+    /// <summary>A plotly.js marker symbol ("circle", "x", "diamond", …) drawn at every point; null: markers only on short series.</summary>
+    public string? Marker { get; init; }
+
     /// <summary>A series over 0, 1, 2, … (steps).</summary>
     public static Series Of(string name, IReadOnlyList<double> y, string? dash = null) =>
         new(name, Enumerable.Range(0, y.Count).Select(i => (double)i).ToArray(), y, dash);
@@ -87,15 +99,25 @@ public static class PlotlyFigure
             {
                 if (s.X.Count != s.Y.Count)
                     throw new ArgumentException($"series '{s.Name}' has {s.X.Count} x values and {s.Y.Count} y values");
-                bool first = !colours.ContainsKey(s.Name);
-                if (first) colours[s.Name] = s.Color ?? Palette[colours.Count % Palette.Length];
-                traces.Add(new Dictionary<string, object>
+                string key = s.Group is null ? s.Name : s.Group + "\u0001" + s.Name;
+                bool first = !colours.ContainsKey(key);
+                if (first) colours[key] = s.Color ?? Palette[colours.Count % Palette.Length];
+                var trace = new Dictionary<string, object>
                 {
-                    ["type"] = "scatter", ["mode"] = s.X.Count > 60 ? "lines" : "lines+markers", ["name"] = s.Name,
+                    ["type"] = "scatter", ["mode"] = s.Marker != null || s.X.Count <= 60 ? "lines+markers" : "lines", ["name"] = s.Name,
                     ["x"] = s.X.Select(Clean).ToArray(), ["y"] = s.Y.Select(Clean).ToArray(),
-                    ["xaxis"] = "x" + suffix, ["yaxis"] = "y" + suffix, ["legendgroup"] = s.Name, ["showlegend"] = first,
-                    ["line"] = new Dictionary<string, object> { ["color"] = colours[s.Name], ["dash"] = s.Dash ?? "solid", ["width"] = 2 },
-                });
+                    ["xaxis"] = "x" + suffix, ["yaxis"] = "y" + suffix, ["legendgroup"] = key, ["showlegend"] = first,
+                    ["line"] = new Dictionary<string, object> { ["color"] = colours[key], ["dash"] = s.Dash ?? "solid", ["width"] = s.Width },
+                };
+                if (s.Opacity < 1) trace["opacity"] = s.Opacity;
+                if (s.Marker != null) trace["marker"] = new Dictionary<string, object> { ["symbol"] = s.Marker, ["size"] = 8 };
+                if (s.Group != null)
+                {
+                    // plotly.js lists a legend group's entries together under its title
+                    trace["legendgroup"] = s.Group;
+                    trace["legendgrouptitle"] = Text(s.Group);
+                }
+                traces.Add(trace);
             }
         }
         if (panels.Count == 1)

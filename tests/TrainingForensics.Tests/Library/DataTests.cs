@@ -31,6 +31,33 @@ public class DataTests
     }
 
     [Fact]
+    public void A_data_set_beside_the_repository_in_shared_data_is_found_and_a_missing_one_names_the_places_searched()
+    {
+        string root = Path.Combine(Path.GetTempPath(), "tf-datapaths-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            string repo = Path.Combine(root, "repo"), nested = Path.Combine(repo, "notebooks");
+            Directory.CreateDirectory(Path.Combine(repo, "data", "mnist"));
+            Directory.CreateDirectory(Path.Combine(root, "shared", "data", "fashion-mnist"));
+            Directory.CreateDirectory(Path.Combine(root, "shared", "data", "mnist"));
+            Directory.CreateDirectory(nested);
+            // the repository's own data/ first, then ../shared/data
+            Assert.Equal(Path.Combine(repo, "data", "mnist"), DataPaths.Find("mnist", new[] { nested }));
+            Assert.Equal(Path.Combine(root, "shared", "data", "fashion-mnist"), DataPaths.Find("fashion-mnist", new[] { nested }));
+            var e = Assert.Throws<DataFileException>(() => DataPaths.Find("kmnist", new[] { nested }));
+            Assert.Contains(Path.Combine("data", "kmnist"), e.Message);
+            Assert.Contains(Path.Combine("shared", "data", "kmnist"), e.Message);
+            Assert.Contains(nested, e.Message);
+            Assert.Contains("TF_DATA", e.Message);
+            Assert.Throws<ArgumentException>(() => DataPaths.Find("../mnist", new[] { nested }));
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
+    }
+
+    [Fact]
     public void Batches_cover_every_example_once_in_a_seeded_order()
     {
         using var images = arange(10 * 4, dtype: float32).reshape(10, 1, 2, 2);

@@ -2,6 +2,7 @@ using TorchSharp;
 using TrainingForensics.CaseStudies.LossScale;
 using TrainingForensics.Data;
 using TrainingForensics.Diagnostics;
+using TrainingForensics.Metrics;
 using TrainingForensics.Models;
 using TrainingForensics.Results;
 using TrainingForensics.Setup;
@@ -159,7 +160,7 @@ public class LossScaleTests
         Assert.All(run.Epochs, e => Assert.Contains("test_loss_sum/B", e.Values.Keys));
         Assert.False(run.Epochs[0].Values.ContainsKey("train_accuracy"));      // only after the last epoch
         Assert.Contains("train_accuracy", run.Epochs[^1].Values.Keys);
-        Assert.All(run.Steps, st => Assert.Contains("accuracy", st.Values.Keys));
+        Assert.All(run.Steps, st => Assert.Equal(st.Epoch == 2, st.Values.ContainsKey("accuracy")));   // fit's: the last epoch's batches
         Assert.Same(experiment.Models[run.Name], experiment.Models.Single().Value);
         Assert.True(experiment.Checks[run.Name].Fired);                       // the mean is not the intended Σ/B
         Assert.Equal(0.1, experiment.Checks[run.Name].Last!.Factor, 4);
@@ -216,6 +217,65 @@ public class LossScaleTests
         Assert.Equal(runs["a", 5].Epochs[^1].Values["test_accuracy"], variation.ReferenceAccuracy);
         Assert.True(variation.Drift(10).ScaledLr < 1e-5);
         Assert.Throws<KeyNotFoundException>(() => runs["e", 5]);
+        // the table's loss columns: each run's own reduction, and all converted to Σ/B
+        var table = runs.Table();
+        Assert.Equal(8, table.Rows.Count);
+        Assert.Equal(runs["b", 5].Epochs[^1].TrainLoss * 10, runs.FinalTrainLossInReferenceUnits(runs["b", 5], Reduction.Mean), 9);
+        Assert.Equal(runs["a", 5].Epochs[^1].TrainLoss, runs.FinalTrainLossInReferenceUnits(runs["a", 5], Reduction.SumOverBatch), 12);
+        Assert.Equal(runs.FinalTrainLossInReferenceUnits(runs["b", 5], Reduction.Mean), (double)table["final train loss in sum/B units"][2]!, 12);
+        // the charts: colour = layer and a legend grouped by run; (a) and (c) coincide, so (a) is drawn wide under (c)
+        string perLayer = TrainingForensics.Charts.Plots.ToJson(LossScaleCharts.PerLayer("t", "y",
+            new[] { ("(a)", runs.UpdateRatios["a"].Series), ("(c)", runs.UpdateRatios["c"].Series) }));
+        Assert.Contains("legendgrouptitle", perLayer);
+        using (var doc = System.Text.Json.JsonDocument.Parse(perLayer))
+        {
+            var traces = doc.RootElement.GetProperty("data").EnumerateArray().ToList();
+            Assert.Equal(6, traces.Count);
+            Assert.Equal(traces[0].GetProperty("line").GetProperty("color").GetString(), traces[3].GetProperty("line").GetProperty("color").GetString());
+            Assert.NotEqual(traces[0].GetProperty("line").GetProperty("color").GetString(), traces[1].GetProperty("line").GetProperty("color").GetString());
+            Assert.True(traces[0].GetProperty("line").GetProperty("width").GetDouble() > traces[3].GetProperty("line").GetProperty("width").GetDouble());
+            Assert.All(traces, t => Assert.True(t.GetProperty("showlegend").GetBoolean()));   // names repeat across runs, not within one
+        }
+        Assert.Contains("mean of 2 seeds", TrainingForensics.Charts.Plots.ToJson(LossScaleCharts.TestAccuracy("t", runs)));
+    }
+
+    [Fact]
+    public void The_training_loss_is_Losses_Mse_bit_for_bit_and_weight_decay_parts_a_and_c_as_predicted()
+    {
+        TorchEnvironment.Setup(1);
+        using var mnist = Mnist.Load(TestPaths.MnistDir);
+        using var experiment = SmallExperiment(mnist);
+        var (x, y) = experiment.TrainingSet.Batches(32, shuffle: false, flatten: true).First();
+        TorchEnvironment.Reseed(3);
+        var outputs = experiment.CreateModel("torch").call(x);
+        foreach (var r in new[] { Reduction.SumOverBatch, Reduction.Mean, Reduction.Sum, Reduction.SumOverOutputs })
+            Assert.Equal(Losses.Mse(r)(outputs, y).item<float>(), experiment.TrainingLoss(r)(outputs, y).item<float>());
+        var oneHot = Losses.OneHot(y, 10);   // targets already one-hot go through Losses.Mse itself
+        Assert.Equal(Losses.Mse(Reduction.Mean)(outputs, oneHot).item<float>(), experiment.TrainingLoss(Reduction.Mean)(outputs, oneHot).item<float>());
+        // one SGD step: without decay (a) and (c) land together; with λ they part by lr·|k−1|·λ·‖w‖; λ/k for (c) repairs it
+        var step = experiment.CompareOneSgdStep("torch", 3, x, y, Reduction.Mean, 0.01, 10, 1e-3);
+        Assert.True(step.WithoutDecay < 1e-4 * step.Step, step.ToString());
+        Assert.Equal(1, step.WithDecay / step.Predicted, 2);
+        Assert.True(step.WithDecayOverK < 1e-4 * step.Step, step.ToString());
+        Assert.Throws<ArgumentOutOfRangeException>(() => experiment.CompareOneSgdStep("torch", 3, x, y, Reduction.Mean, 0.01, 10, 0));
+    }
+
+    [Fact]
+    public void The_metric_pitfall_readings_derived_by_counting_are_what_the_metrics_report()
+    {
+        var labels = tensor(new long[] { 1, 9, 3, 9, 0, 1, 2, 0 });
+        var predicted = tensor(new long[] { 1, 9, 3, 4, 0, 7, 2, 9 });
+        // batches of 4: the first largest label and the first largest prediction sit together in the first batch only
+        var rule = MetricPitfall.FirstLargestRule(labels, predicted, 4, 10);
+        Assert.Equal((1L, 2L, 1L), (rule.RightBatches, rule.Batches, rule.FirstLargestFound));
+        Assert.Equal(0.5, rule.LargestClassRecall);
+        Assert.Equal(rule.RightBatches, (long)AccuracyVariants.Stream(new CategoricalAccuracy(), labels, predicted, 4).Total);
+        // binary on class indices: label 0 predicted 0, label 1 predicted ≥ 1 — 3 of 8; labels 0 or 1: 4 of 8
+        var binary = MetricPitfall.BinaryOnClassIndices(labels, predicted);
+        Assert.Equal(3.0 / 8, binary.Derived);
+        Assert.Equal(0.5, binary.ShareOfZerosAndOnes);
+        Assert.Equal(binary.Derived, AccuracyVariants.Stream(new BinaryAccuracy(), labels.unsqueeze(1), predicted.unsqueeze(1), 4).Result, 12);
+        Assert.Throws<ArgumentException>(() => MetricPitfall.BinaryOnClassIndices(labels, predicted.unsqueeze(1)));
     }
 
     [Fact]

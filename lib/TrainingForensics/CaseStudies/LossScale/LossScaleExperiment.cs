@@ -49,7 +49,12 @@ public sealed class LossScaleExperiment : IDisposable
         Device = Placement.Resolve(config.Device);
         TrainingSet = config.TrainingSet.To(Device);
         TestSet = config.TestSet.To(Device);
+        _oneHotRows = eye(Classes, dtype: ScalarType.Float32, device: Device);
+        _oneHotRows.DetachFromDisposeScope();
     }
+
+    // row k is class k's one-hot target: the training loss looks its targets up here instead of building them every step
+    readonly Tensor _oneHotRows;
 
     public LossScaleConfig Config { get; }
     public Device Device { get; }
@@ -78,7 +83,7 @@ public sealed class LossScaleExperiment : IDisposable
     /// </summary>
     /// <param name="instrument">Attaches probes to the run's loop (after the loss-scale check).</param>
     /// <param name="alsoValidateWith">Also computes the test loss with this reduction each epoch ("test_loss_" + its label).</param>
-    /// <param name="trackAccuracy">Logs each step's batch accuracy, as a framework's fit reports training accuracy.</param>
+    /// <param name="trackAccuracy">Logs each step's batch accuracy in the last epoch ("accuracy"): what a framework's fit reports as that epoch's training accuracy.</param>
     /// <param name="variant">The run's name before the seed.</param>
     /// <param name="reduction">The reduction of the training (and test) loss.</param>
     /// <param name="rate">The learning rate.</param>
@@ -101,8 +106,11 @@ public sealed class LossScaleExperiment : IDisposable
     {
         TorchEnvironment.Reseed(runSeed);
         var model = CreateModel(scheme);
-        var loop = new TrainingLoop(model, Optimizers.Create(optimizer, model.parameters(), rate), Losses.Mse(reduction), $"{variant} · seed {runSeed}")
-            { TrackAccuracy = trackAccuracy };
+        var loop = new TrainingLoop(model, Optimizers.Create(optimizer, model.parameters(), rate), TrainingLoss(reduction), $"{variant} · seed {runSeed}");
+        // fit's training accuracy is the mean batch accuracy of the last epoch: only those batches are measured
+        // (each measurement reads back to the host), with the outputs the loop's TrackAccuracy would use
+        if (trackAccuracy)
+            loop.AfterStep += ctx => { if (ctx.Epoch == Config.Epochs) ctx.Log("accuracy", Metrics.Accuracy.Compute(ctx.Outputs, ctx.Targets)); };
         lock (_models)
         {
             _checks[loop.History.Name] = new LossScaleCheck(Config.Reference, every: Config.CheckEvery).AttachTo(loop);
@@ -111,6 +119,58 @@ public sealed class LossScaleExperiment : IDisposable
         instrument?.Invoke(loop);
         var shuffle = new Generator((ulong)runSeed);
         return () => Run(loop, model, shuffle, reduction, maxSteps, alsoValidateWith);
+    }
+
+    /// <summary>
+    /// The squared error with <paramref name="reduction"/> against the one-hot rows of class labels: the numbers of
+    /// <see cref="Losses.Mse"/>, bit for bit, with each target row looked up on the device. Losses.Mse builds the rows
+    /// every step and first reads the labels' range back to the host; the labels here were checked once, at loading.
+    /// Other targets (already one-hot, or another width) go to Losses.Mse itself.
+    /// </summary>
+    public Func<Tensor, Tensor, Tensor> TrainingLoss(Reduction reduction)
+    {
+        var general = Losses.Mse(reduction);
+        return (outputs, targets) =>
+            targets.dim() == 1 && outputs.dim() == 2 && outputs.shape[1] == Classes && outputs.dtype == ScalarType.Float32
+                && targets.dtype == ScalarType.Int64 && targets.IsOn(Device) && outputs.IsOn(Device)
+                ? Losses.Reduce((outputs - _oneHotRows.index_select(0, targets)).square(), reduction)
+                : general(outputs, targets);
+    }
+
+    /// <summary>
+    /// One plain-SGD step with weight decay <paramref name="weightDecay"/> for (a) (the reference reduction at
+    /// <paramref name="rate"/>) and for (c) (<paramref name="quiet"/> at <paramref name="rate"/> × <paramref name="compensation"/>),
+    /// from the same initial weights and batch; then the same without weight decay, and with (c)'s decay divided by
+    /// the compensation. SGD adds λ·w to the gradient before multiplying by the learning rate, so (c), whose rate is
+    /// k times larger, decays its weights k times as fast: after one step the two differ by lr·|k − 1|·λ·‖w‖.
+    /// </summary>
+    public WeightDecayStep CompareOneSgdStep(string scheme, int seed, Tensor inputs, Tensor labels, Reduction quiet, double rate,
+        double compensation, double weightDecay)
+    {
+        if (!(weightDecay > 0)) throw new ArgumentOutOfRangeException(nameof(weightDecay), weightDecay, "the comparison needs a positive weight decay");
+        using var scope = NewDisposeScope();
+        Tensor Weights(nn.Module<Tensor, Tensor> m) => cat(m.parameters().Select(p => p.detach().reshape(-1)).ToArray());
+        Tensor After(Reduction reduction, double lr, double decay)
+        {
+            TorchEnvironment.Reseed(seed);
+            var model = CreateModel(scheme);
+            var sgd = Optimizers.Create("sgd", model.parameters(), lr, weightDecay: decay);
+            sgd.zero_grad();
+            Losses.Mse(reduction)(model.call(inputs), labels).backward();
+            sgd.step();
+            return Weights(model);
+        }
+        TorchEnvironment.Reseed(seed);
+        var start = Weights(CreateModel(scheme));
+        double Distance(Tensor x, Tensor y) => (x - y).norm().item<float>();
+        var a = After(Config.Reference, rate, weightDecay);
+        var a0 = After(Config.Reference, rate, 0);
+        return new WeightDecayStep(weightDecay, compensation,
+            Step: Distance(a, start),
+            WithDecay: Distance(a, After(quiet, rate * compensation, weightDecay)),
+            Predicted: rate * Math.Abs(compensation - 1) * weightDecay * start.norm().item<float>(),
+            WithoutDecay: Distance(a0, After(quiet, rate * compensation, 0)),
+            WithDecayOverK: Distance(a, After(quiet, rate * compensation, weightDecay / compensation)));
     }
 
     /// <summary>Trains runs made by <see cref="Prepare"/> side by side; their histories in the order given.</summary>
@@ -150,7 +210,21 @@ public sealed class LossScaleExperiment : IDisposable
     /// <summary>Disposes the copies made for the device (sets that were already there belong to the caller).</summary>
     public void Dispose()
     {
+        _oneHotRows.Dispose();
         if (!ReferenceEquals(TrainingSet, Config.TrainingSet)) TrainingSet.Dispose();
         if (!ReferenceEquals(TestSet, Config.TestSet)) TestSet.Dispose();
     }
+}
+
+/// <summary>
+/// One SGD step of (a) and (c) from the same weights and batch (<see cref="LossScaleExperiment.CompareOneSgdStep"/>):
+/// the distance between their weights afterwards, with weight decay, without it, and with (c)'s decay divided by k;
+/// <see cref="Predicted"/> is lr·|k − 1|·λ·‖w‖, and <see cref="Step"/> the size of (a)'s step, for scale.
+/// </summary>
+public sealed record WeightDecayStep(double WeightDecay, double Compensation, double Step, double WithDecay, double Predicted, double WithoutDecay, double WithDecayOverK)
+{
+    public override string ToString() =>
+        $"one SGD step, ‖Δw‖ of (a) = {Step:E3}; distance between (a) and (c) afterwards: " +
+        $"without weight decay {WithoutDecay:E2}, with λ = {WeightDecay:G3} {WithDecay:E3} (predicted lr·|k−1|·λ·‖w‖ = {Predicted:E3}), " +
+        $"with (c)'s λ divided by k = {Compensation:G3}: {WithDecayOverK:E2}";
 }

@@ -18,7 +18,7 @@ public sealed record LossScaleVariant(string Key, string Label, Reduction Reduct
     public bool Probed { get; init; }
     /// <summary>The first seed's run also computes its test loss with this reduction each epoch.</summary>
     public Reduction? AlsoValidateWith { get; init; }
-    /// <summary>Every run logs each step's batch accuracy (what a framework's fit reports as training accuracy).</summary>
+    /// <summary>Every run logs each step's batch accuracy in the last epoch (what a framework's fit reports as that epoch's training accuracy).</summary>
     public bool TrackAccuracy { get; init; }
 }
 
@@ -117,6 +117,43 @@ public sealed class LossScaleRuns
     /// every run diverged has no accuracy (NaN, n = 0).
     /// </summary>
     public RunSummary TestAccuracy(string key) => Finished(key, "test_accuracy");
+
+    /// <summary>
+    /// The mean training loss of <paramref name="run"/>'s last epoch converted into the reference reduction's units
+    /// (Σ/B): each step's loss divided by the factor of its reduction at that step's batch size (the last batch of an
+    /// epoch may be smaller), so runs trained with different reductions can be compared. NaN for a run with no epoch.
+    /// </summary>
+    public double FinalTrainLossInReferenceUnits(TrainingHistory run, Reduction reduction)
+    {
+        ArgumentNullException.ThrowIfNull(run);
+        if (run.Epochs.Count == 0) return double.NaN;
+        int last = run.Epochs[^1].Epoch;
+        var steps = run.Steps.Where(s => s.Epoch == last).ToList();
+        if (steps.Count == 0) return double.NaN;
+        long n = Experiment.TrainingSet.Count, b = Experiment.Config.BatchSize;
+        long lastBatch = n - (steps.Count - 1) * b;
+        return steps.Select((s, i) => s.Loss / Losses.Factor(reduction, Experiment.Config.Reference, i < steps.Count - 1 ? b : lastBatch, Experiment.Classes)).Average();
+    }
+
+    /// <summary>
+    /// One row per run (variant, then seed): its reduction and learning rate, the final training loss both in the
+    /// run's own reduction and converted to Σ/B (the only column comparable across runs), the training accuracy
+    /// after the last epoch and the final test accuracy.
+    /// </summary>
+    public DataFrame Table()
+    {
+        var rows = _runs.OrderBy(r => r.Key.Key).ThenBy(r => r.Key.Seed).Select(r => (Variant: Variants.First(v => v.Key == r.Key.Key), Run: r.Value)).ToList();
+        string reference = Experiment.Config.Reference.Label();
+        return new DataFrame(
+            new StringDataFrameColumn("run", rows.Select(r => r.Run.Name)),
+            new StringDataFrameColumn("reduction", rows.Select(r => r.Variant.Reduction.Label())),
+            new DoubleDataFrameColumn("lr", rows.Select(r => r.Variant.LearningRate)),
+            new Int64DataFrameColumn("steps", rows.Select(r => (long)r.Run.Steps.Count)),
+            new DoubleDataFrameColumn("final train loss (its own reduction)", rows.Select(r => r.Run.Epochs.Count > 0 ? r.Run.Epochs[^1].TrainLoss : double.NaN)),
+            new DoubleDataFrameColumn($"final train loss in {reference} units", rows.Select(r => FinalTrainLossInReferenceUnits(r.Run, r.Variant.Reduction))),
+            new DoubleDataFrameColumn("final train_accuracy", rows.Select(r => RunComparison.Final(r.Run, "train_accuracy"))),
+            new DoubleDataFrameColumn("final test_accuracy", rows.Select(r => RunComparison.Final(r.Run, "test_accuracy"))));
+    }
 
     RunSummary Finished(string key, string value)
     {
