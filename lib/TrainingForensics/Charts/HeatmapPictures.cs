@@ -10,9 +10,10 @@ public static class HeatmapPictures
     /// <summary>
     /// One row per labelled group of maps, one column per image: the inputs first, then each group (e.g. "eval mode",
     /// "train mode"). Maps N×K×h×w are summed over K and scaled up to the image size so they line up with the inputs;
-    /// all groups share one grey scale (0 = white, 1 = black), so a flat map looks flat.
+    /// all groups share one grey scale (0 = white, 1 = black), so a flat map looks flat. Each picture is drawn
+    /// <paramref name="cellPixels"/> px wide (the 32-px images are small: scaled up so a learner sees the shapes).
     /// </summary>
-    public static GenericChart Compare(Tensor images, IReadOnlyList<(string Label, Tensor Maps)> groups, string title = "")
+    public static GenericChart Compare(Tensor images, IReadOnlyList<(string Label, Tensor Maps)> groups, string title = "", int cellPixels = 150)
     {
         if (images.dim() != 4) throw new ArgumentException($"images must be N×1×H×W, got [{string.Join(",", images.shape)}]");
         long n = images.shape[0], size = images.shape[2];
@@ -30,11 +31,17 @@ public static class HeatmapPictures
             rows.Add(nn.functional.interpolate(m, new long[] { size, size }, mode: InterpolationMode.Nearest).squeeze(1));
             for (int i = 0; i < n; i++) captions.Add(i == 0 ? label : "");
         }
-        return Plots.ImageGrid(cat(rows.ToArray(), 0), captions, (int)n, title);
+        var grid = Plots.ImageGrid(cat(rows.ToArray(), 0), captions, (int)n, title, cellPixels);
+        // room for the title above the first captions, and the toolbar upright at the right instead of over the title
+        var room = new Layout();
+        room.SetProperty("margin", new Dictionary<string, object> { ["t"] = 80, ["b"] = 10, ["l"] = 10, ["r"] = 40 });
+        room.SetProperty("modebar", new Dictionary<string, object> { ["orientation"] = "v" });
+        room.SetProperty("height", (groups.Count + 1) * (cellPixels + 14) + 100);
+        return GenericChart.addLayout(room, grid);
     }
 
     /// <summary>A bar chart (e.g. eval accuracy per fix).</summary>
-    public static GenericChart Bars(string title, IReadOnlyList<string> names, IReadOnlyList<double> values, string yTitle = "")
+    public static GenericChart Bars(string title, IReadOnlyList<string> names, IReadOnlyList<double> values, string yTitle = "", string xTitle = "")
     {
         if (names.Count != values.Count) throw new ArgumentException($"{names.Count} names for {values.Count} values");
         var trace = new Dictionary<string, object> { ["type"] = "bar", ["x"] = names.ToArray(), ["y"] = values.ToArray() };
@@ -42,6 +49,8 @@ public static class HeatmapPictures
         {
             ["title"] = PlotlyFigure.Text(title),
             ["yaxis"] = new Dictionary<string, object> { ["title"] = PlotlyFigure.Text(yTitle) },
+            ["xaxis"] = new Dictionary<string, object> { ["title"] = PlotlyFigure.Text(xTitle) },
+            ["margin"] = new Dictionary<string, object> { ["t"] = 60, ["b"] = 150 },
         };
         return PlotlyFigure.Build(new[] { trace }, layout);
     }
