@@ -12,7 +12,7 @@ public static class BatchNormCharts
     /// <summary>
     /// Per BN layer over steps, ln(σ²_run/σ²_B) with the running variance's initial value discounted — exactly the per-layer
     /// value whose median over layers <see cref="BatchNormDriftCheck"/> compares with ln(threshold) — and that median as
-    /// the last row. Diverging colours centred at 0 (white: eval mode normalises like training mode; red: the running
+    /// the last row. Diverging colours centred at 0 (pale: eval mode normalises like training mode; red: the running
     /// variance is too large, eval mode squashes; blue: too small, eval mode inflates), one symmetric range, a titled colour bar.
     /// </summary>
     public static GenericChart VarianceRatioMap(string title, BatchNormProbe probe, double threshold = 3.0)
@@ -30,7 +30,7 @@ public static class BatchNormCharts
         var trace = new Dictionary<string, object>
         {
             ["type"] = "heatmap", ["z"] = z.ToArray(), ["x"] = probe.Steps.Select(s => (double)s).ToArray(), ["y"] = rows,
-            ["colorscale"] = "RdBu", ["reversescale"] = true, ["zmid"] = 0.0, ["zmin"] = -extent, ["zmax"] = extent,
+            ["colorscale"] = "RdBu", ["zmid"] = 0.0, ["zmin"] = -extent, ["zmax"] = extent,
             ["colorbar"] = new Dictionary<string, object> { ["title"] = PlotlyFigure.Text("ln(σ²_run / σ²_B)<br>(initial value<br>discounted)") },
         };
         var layout = new Dictionary<string, object>
@@ -59,7 +59,7 @@ public static class BatchNormCharts
         return PlotlyFigure.Panels(title, new[]
         {
             new Panel("conv-weight norm ‖W‖", "training step", "‖W‖ = √(Σ‖W_l‖²)", new[] { new Series("‖W‖", x, steps.Select(s => s.Norm).ToArray()) }, LogY: true),
-            new Panel("relative step ‖ΔW‖/‖W‖", "training step", "‖ΔW‖ / ‖W‖ (one step)", new[]
+            new Panel("one step: ‖ΔW‖/‖W‖ and ‖ΔW‖ (dotted)", "training step", "step size (log scale)", new[]
             {
                 new Series("‖ΔW‖/‖W‖", x, steps.Select(s => s.RelativeStep).ToArray()),
                 new Series("‖ΔW‖", x, steps.Select(s => s.StepNorm).ToArray(), Dash: "dot"),
