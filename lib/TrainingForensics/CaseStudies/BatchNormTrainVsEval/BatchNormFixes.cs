@@ -24,6 +24,7 @@ public sealed class BatchNormFixes
     public static string RecalibrationName(int batches) => $"BN re-estimation ({batches} batches)";
 
     readonly List<BatchNormFix> _rows = new();
+    readonly List<(string Name, IReadOnlyList<TrainEvalGapResult> Curve)> _curves = new();
 
     /// <summary>Starts the table with the broken run: its final gap <paramref name="final"/> and whether <paramref name="check"/> fired.</summary>
     public BatchNormFixes(KeypointTrainingRun broken, TrainEvalGapResult final, BatchNormDriftCheck check)
@@ -31,11 +32,14 @@ public sealed class BatchNormFixes
         Broken = broken ?? throw new ArgumentNullException(nameof(broken));
         BrokenFinal = final;
         _rows.Add(new BatchNormFix($"broken (momentum {broken.Config.BnMomentum})", final, broken.Seconds, check.Fired));
+        _curves.Add((_rows[0].Fix, broken.Curve));
     }
 
     public KeypointTrainingRun Broken { get; }
     public TrainEvalGapResult BrokenFinal { get; }
     public IReadOnlyList<BatchNormFix> Rows => _rows;
+    /// <summary>The broken run's curve and each separate run's, by row name: eval and train mode on the probe set over steps.</summary>
+    public IReadOnlyList<(string Name, IReadOnlyList<TrainEvalGapResult> Curve)> Curves => _curves;
     /// <summary>The best eval accuracy after recalibrating a single BN layer (NaN before <see cref="AddSingleLayerRecalibration"/>).</summary>
     public double BestSingleLayer { get; private set; } = double.NaN;
 
@@ -103,11 +107,42 @@ public sealed class BatchNormFixes
         }, p =>
         {
             using var run = p.Train();
-            return new BatchNormFix(p.Name, run.Final(), run.Seconds, p.Check.Fired);
+            return (Row: new BatchNormFix(p.Name, run.Final(), run.Seconds, p.Check.Fired), run.Curve);
         }, workers);
-        _rows.AddRange(rows);
-        return rows;
+        _rows.AddRange(rows.Select(r => r.Row));
+        _curves.AddRange(rows.Select(r => (r.Row.Fix, r.Curve)));
+        return rows.Select(r => r.Row).ToList();
     }
+
+    /// <summary>
+    /// Adds a separate run trained elsewhere (e.g. side by side with others by <see cref="KeypointTraining.TrainSideBySide"/>)
+    /// as <paramref name="name"/>: its final gap on the evaluation set, its curve, whether <paramref name="check"/> fired;
+    /// then disposes the run (its model is no longer needed).
+    /// </summary>
+    public BatchNormFix AddTrained(string name, KeypointTrainingRun run, BatchNormDriftCheck check)
+    {
+        ArgumentNullException.ThrowIfNull(run);
+        ArgumentNullException.ThrowIfNull(check);
+        var row = new BatchNormFix(name, run.Final(), run.Seconds, check.Fired);
+        _rows.Add(row);
+        _curves.Add((name, run.Curve));
+        run.Dispose();
+        return row;
+    }
+
+    /// <summary>
+    /// Eval-mode accuracy over steps of the broken run and of each separate run (the runs' own BN statistics), with the
+    /// broken run's train-mode accuracy dashed for reference.
+    /// </summary>
+    public GenericChart CurvesChart(string title)
+    {
+        var series = _curves.Select(c => new Series(c.Name, Steps(c.Curve), c.Curve.Select(g => g.EvalAccuracy).ToArray())).ToList();
+        var broken = _curves[0].Curve;
+        series.Add(new Series($"{_curves[0].Name}, train mode", Steps(broken), broken.Select(g => g.TrainModeAccuracy).ToArray(), Dash: "dash"));
+        return PlotlyFigure.Panels(title, new[] { new Panel(title, "training step", "eval-mode keypoint accuracy (within 2 px)", series, YRange: (0, 1.02)) });
+    }
+
+    static double[] Steps(IReadOnlyList<TrainEvalGapResult> curve) => curve.Select(g => (double)g.Step).ToArray();
 
     /// <summary>The row named <paramref name="fix"/>.</summary>
     public BatchNormFix this[string fix] =>
@@ -129,7 +164,8 @@ public sealed class BatchNormFixes
 
     /// <summary>Eval-mode accuracy per fix, as bars.</summary>
     public GenericChart Chart() =>
-        HeatmapPictures.Bars("Eval-mode accuracy per fix (same setup)", _rows.Select(r => r.Fix).ToList(), _rows.Select(r => r.Result.EvalAccuracy).ToList(), "eval accuracy");
+        HeatmapPictures.Bars("Eval-mode accuracy per fix on 256 held-out images (same setup)", _rows.Select(r => r.Fix).ToList(),
+            _rows.Select(r => r.Result.EvalAccuracy).ToList(), "eval-mode keypoint accuracy (within 2 px)", "fix");
 
     /// <summary>
     /// Records the eval accuracy after BN momentum 0.1, after re-estimation over <paramref name="batches"/> batches and the
@@ -141,14 +177,34 @@ public sealed class BatchNormFixes
         Figures.Record("eval_accuracy_bn_momentum_0_1", EvalAccuracy("BN momentum 0.1"));
         Figures.Record("eval_accuracy_recalibrated", EvalAccuracy(RecalibrationName(batches)));
         Figures.Record("eval_accuracy_best_single_layer_recalibration", BestSingleLayer);
-        if (_rows.Any(r => r.Fix == NoDecayName))
+        if (_rows.Any(r => r.Fix == NoDecayName)) Figures.Record("eval_accuracy_no_weight_decay", EvalAccuracy(NoDecayName));
+        if (_rows.Any(r => r.Fix == SlowAdamName))
         {
-            Figures.Record("eval_accuracy_no_weight_decay", EvalAccuracy(NoDecayName));
             Figures.Record("eval_accuracy_adam_lr_1e_4", EvalAccuracy(SlowAdamName));
             Figures.Record("train_mode_accuracy_sgd_sum", SgdSummed.Result.TrainModeAccuracy);
             Figures.Record("train_mode_accuracy_sgd_mean", SgdMean.Result.TrainModeAccuracy);
         }
     }
+
+    /// <summary>
+    /// The separate fix runs of the notebook beside the control, built from the broken setup <paramref name="broken"/>:
+    /// Adam at lr 1e-4, and SGD-momentum at <paramref name="sgdLr"/> with a summed and with a mean loss.
+    /// </summary>
+    public static IReadOnlyList<(string Name, KeypointTrainingConfig Config)> FixRuns(KeypointTrainingConfig broken, double sgdLr)
+    {
+        ArgumentNullException.ThrowIfNull(broken);
+        var run = broken with { ShadowMomenta = Array.Empty<double>() };
+        return new[]
+        {
+            (SlowAdamName, run with { Name = "adam-1e-4", Optimizer = "adam", LearningRate = 1e-4 }),
+            ($"SGD-momentum lr {sgdLr}, summed loss", run with { Name = "sgd-sum", Optimizer = "sgd-momentum", LearningRate = sgdLr, Reduction = "sum" }),
+            ($"SGD-momentum lr {sgdLr}, mean loss", run with { Name = "sgd-mean", Optimizer = "sgd-momentum", LearningRate = sgdLr, Reduction = "mean" }),
+        };
+    }
+
+    /// <summary>The control: the broken setup <paramref name="broken"/> without weight decay.</summary>
+    public static (string Name, KeypointTrainingConfig Config) ControlRun(KeypointTrainingConfig broken) =>
+        (NoDecayName, (broken ?? throw new ArgumentNullException(nameof(broken))) with { Name = "no-decay", WeightDecay = 0, ShadowMomenta = Array.Empty<double>() });
 
     /// <summary>The control run without weight decay.</summary>
     public const string NoDecayName = "no weight decay (control)";

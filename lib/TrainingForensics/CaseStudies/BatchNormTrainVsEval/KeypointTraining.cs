@@ -68,15 +68,31 @@ public sealed record KeypointTrainingConfig
     }
 }
 
+/// <summary>
+/// Eval mode on the probe set with the running statistics a shadow kept at <see cref="Momentum"/> (same weights, same step):
+/// what eval mode would have shown with that BN momentum.
+/// </summary>
+public sealed record ShadowEvalPoint(long Step, double Momentum, double EvalLoss, double EvalAccuracy, double EvalMaxOutput);
+
+/// <summary>
+/// The size of one optimiser step on the conv weights (the head's excepted), taken at a measurement step: the total norm
+/// ‖W‖ = √(Σ‖W_l‖²) after the step and ‖ΔW‖, how far that step moved them.
+/// </summary>
+public sealed record WeightStep(long Step, double Norm, double StepNorm)
+{
+    /// <summary>‖ΔW‖ / ‖W‖: the step relative to the weights. BN makes the conv weights scale-invariant, so this is what the step does to the function.</summary>
+    public double RelativeStep => StepNorm / Norm;
+}
+
 /// <summary>What a <see cref="KeypointTraining"/> run produced. Owns the model and data; dispose when done.</summary>
 public sealed class KeypointTrainingRun : IDisposable
 {
     internal KeypointTrainingRun(KeypointTrainingConfig config, Device device, Sequential model, TrainingLoop loop, KeypointSet eval, KeypointSet probe,
         KeypointSet? train, KeypointGenerator generator, BatchNormProbe bn, BatchNormShadow? shadow, List<TrainEvalGapResult> curve,
-        double seconds)
+        List<ShadowEvalPoint> shadowCurve, List<WeightStep> weightSteps, double seconds)
     {
         Config = config; Device = device; Model = model; Loop = loop; EvalSet = eval; ProbeSet = probe; TrainingSet = train; Generator = generator;
-        BatchNorm = bn; Shadow = shadow; Curve = curve; Seconds = seconds;
+        BatchNorm = bn; Shadow = shadow; Curve = curve; ShadowCurve = shadowCurve; WeightSteps = weightSteps; Seconds = seconds;
     }
 
     public KeypointTrainingConfig Config { get; }
@@ -95,8 +111,20 @@ public sealed class KeypointTrainingRun : IDisposable
     public BatchNormShadow? Shadow { get; }
     /// <summary>Train-mode vs eval-mode loss/accuracy on the probe set every EvalEvery steps.</summary>
     public IReadOnlyList<TrainEvalGapResult> Curve { get; }
+    /// <summary>At every measurement, eval mode on the probe set with each shadow momentum's statistics (empty without <see cref="KeypointTrainingConfig.ShadowMomenta"/>).</summary>
+    public IReadOnlyList<ShadowEvalPoint> ShadowCurve { get; }
+    /// <summary>The step that led to each measurement: its size and the weights' norm.</summary>
+    public IReadOnlyList<WeightStep> WeightSteps { get; }
     /// <summary>Training time (steps plus the measurements during training).</summary>
     public double Seconds { get; }
+
+    /// <summary>The shadow eval curve of <paramref name="momentum"/>, in step order.</summary>
+    public IReadOnlyList<ShadowEvalPoint> ShadowCurveOf(double momentum)
+    {
+        var points = ShadowCurve.Where(p => p.Momentum == momentum).ToList();
+        return points.Count > 0 ? points
+            : throw new ArgumentException($"momentum {momentum} was not shadowed (have: {string.Join(", ", Config.ShadowMomenta)})");
+    }
 
     /// <summary>The gap on the whole evaluation set now.</summary>
     public TrainEvalGapResult Final() => TrainEvalGap.Measure(Model, EvalSet, Loop.StepCount, Config.BatchSize);
@@ -180,6 +208,22 @@ public static class KeypointTraining
         return () => Run(config, device, model, generator, evalSet, probe, train, loop, shadow, bn, checkList, curve, shuffle, progress);
     }
 
+    /// <summary>
+    /// Trains several configurations side by side (<see cref="ConcurrentRuns"/>: each gives the numbers it gives alone) and
+    /// returns the runs in the order given; each is fed its own check. Put the longest run first: runs start in order.
+    /// <paramref name="progress"/> gets a line after each measurement of any run (never two at once).
+    /// </summary>
+    public static IReadOnlyList<KeypointTrainingRun> TrainSideBySide(IReadOnlyList<(KeypointTrainingConfig Config, BatchNormDriftCheck? Check)> runs,
+        Action<string>? progress = null, int? workers = null)
+    {
+        ArgumentNullException.ThrowIfNull(runs);
+        var gate = new object();
+        return ConcurrentRuns.Map(runs,
+            r => Prepare(r.Config, r.Check is null ? null : new[] { r.Check },
+                (s, g) => { lock (gate) progress?.Invoke($"{r.Config.Name}: step {s}, eval acc {g.EvalAccuracy:F2}, train-mode acc {g.TrainModeAccuracy:F2}"); }),
+            train => train(), workers);
+    }
+
     static KeypointTrainingRun Run(KeypointTrainingConfig config, Device device, Sequential model, KeypointGenerator generator, KeypointSet evalSet,
         KeypointSet probe, KeypointSet? train, TrainingLoop loop, BatchNormShadow? shadow, BatchNormProbe bn, List<BatchNormDriftCheck> checkList,
         List<TrainEvalGapResult> curve, Generator shuffle, Action<long, TrainEvalGapResult>? progress)
@@ -187,6 +231,9 @@ public static class KeypointTraining
         var watch = Stopwatch.StartNew();
         IEnumerator<(Tensor X, Tensor Y)>? epoch = null;
         int epochNumber = 0;
+        var shadowCurve = new List<ShadowEvalPoint>();
+        var weightSteps = new List<WeightStep>();
+        var convWeights = ConvBnNet.ConvWeights(model).Select(p => p.Parameter).ToList();
         try
         {
             for (int step = 0; step < config.Steps; step++)
@@ -209,7 +256,18 @@ public static class KeypointTraining
                         }
                         (x, y) = epoch.Current;
                     }
+                    long next = step + 1;
+                    bool measure = next % config.EvalEvery == 0 || next == config.Steps;
+                    // before a measurement, keep the weights to see how far this one step moves them (copies die with the scope)
+                    var before = measure ? convWeights.Select(p => p.detach().clone()).ToList() : null;
                     loop.Step(x, y, epochNumber);
+                    if (before is not null)
+                        using (no_grad())
+                        {
+                            double delta = Math.Sqrt(convWeights.Zip(before, (p, b) => (p - b).pow(2).sum().item<float>()).Sum());
+                            double norm = Math.Sqrt(convWeights.Sum(p => p.pow(2).sum().item<float>()));
+                            weightSteps.Add(new WeightStep(next, norm, delta));
+                        }
                 }
                 long done = step + 1;
                 if (done % config.EvalEvery == 0 || done == config.Steps)
@@ -217,13 +275,27 @@ public static class KeypointTraining
                     var stats = bn.Record(model, probe.Images, done);
                     var gap = TrainEvalGap.Measure(model, probe, done, config.BatchSize);
                     curve.Add(gap);
+                    if (shadow is not null)
+                        foreach (var m in shadow.Momenta)
+                            using (shadow.Use(m)) shadowCurve.Add(EvalMode(model, probe, done, m));
                     foreach (var c in checkList) { c.Observe(done, stats); c.ObserveGap(gap, config.BnMomentum); }
                     progress?.Invoke(done, gap);
                 }
             }
         }
         finally { epoch?.Dispose(); }
-        return new KeypointTrainingRun(config, device, model, loop, evalSet, probe, train, generator, bn, shadow, curve, watch.Elapsed.TotalSeconds);
+        return new KeypointTrainingRun(config, device, model, loop, evalSet, probe, train, generator, bn, shadow, curve, shadowCurve, weightSteps,
+            watch.Elapsed.TotalSeconds);
+    }
+
+    // eval mode only (the shadow statistics change nothing in training mode); one pass: eval mode has no batch effects
+    static ShadowEvalPoint EvalMode(Sequential model, KeypointSet set, long step, double momentum)
+    {
+        using var scope = NewDisposeScope();
+        var p = TrainEvalGap.Predict(model, set.Images, trainMode: false);
+        double loss = nn.functional.mse_loss(p, set.Heatmaps).item<float>();
+        double accuracy = (double)KeypointMetrics.Correct(p, set.Keypoints, set.Options.Stride) / (set.Count * set.Keypoints.shape[1]);
+        return new ShadowEvalPoint(step, momentum, loss, accuracy, p.max().item<float>());
     }
 
     /// <summary>
