@@ -93,25 +93,15 @@ public sealed class BatchNormFixes
         AddRuns(new[] { (name, config) }, progress)[0];
 
     /// <summary>
-    /// <see cref="AddRun"/> for several configurations, trained side by side (<see cref="ConcurrentRuns"/>: each run
-    /// gives the numbers it gives alone); rows are added in the order given.
+    /// <see cref="AddRun"/> for several configurations, trained side by side (<see cref="KeypointTraining.TrainSideBySide"/>:
+    /// each run gives the numbers it gives alone), each with a BN-lag check of its own; rows are added in the order given.
     /// </summary>
     public IReadOnlyList<BatchNormFix> AddRuns(IReadOnlyList<(string Name, KeypointTrainingConfig Config)> runs, Action<string>? progress = null, int? workers = null)
     {
-        var gate = new object();
-        var rows = ConcurrentRuns.Map(runs, r =>
-        {
-            var check = new BatchNormDriftCheck();
-            var train = KeypointTraining.Prepare(r.Config, new[] { check }, (s, g) => { lock (gate) progress?.Invoke($"{r.Name}: step {s}, eval acc {g.EvalAccuracy:F2}"); });
-            return (r.Name, Check: check, Train: train);
-        }, p =>
-        {
-            using var run = p.Train();
-            return (Row: new BatchNormFix(p.Name, run.Final(), run.Seconds, p.Check.Fired), run.Curve);
-        }, workers);
-        _rows.AddRange(rows.Select(r => r.Row));
-        _curves.AddRange(rows.Select(r => (r.Row.Fix, r.Curve)));
-        return rows.Select(r => r.Row).ToList();
+        ArgumentNullException.ThrowIfNull(runs);
+        var checks = runs.Select(_ => new BatchNormDriftCheck()).ToList();
+        var trained = KeypointTraining.TrainSideBySide(runs.Select((r, i) => (r.Config, (BatchNormDriftCheck?)checks[i])).ToList(), progress, workers);
+        return runs.Select((r, i) => AddTrained(r.Name, trained[i], checks[i])).ToList();
     }
 
     /// <summary>
