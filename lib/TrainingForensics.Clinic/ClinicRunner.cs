@@ -69,7 +69,7 @@ public static class ClinicRunner
             using var scope = NewDisposeScope();
             if (!e.MoveNext()) throw new InvalidOperationException($"case '{c.Name}': the batches ran out");
             var (x, y) = e.Current;
-            using var ledger = RunLedger.Step($"{model} · batch [{string.Join("×", x.shape)}]");
+            using var ledger = RunLedger.Step(RunLedger.WorkloadKey(model, x.shape));
             s.Model.train();
             if (s.ZeroGrad || step == 0) s.Optimizer.zero_grad();
             var outputs = s.Model.call(x);

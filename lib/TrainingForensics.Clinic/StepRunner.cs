@@ -38,7 +38,7 @@ internal sealed class StepRunner : IDisposable
             using var scope = NewDisposeScope();
             _batches.MoveNext();
             var (x, y) = _batches.Current;
-            using var ledger = RunLedger.Step($"{_model} · batch [{string.Join("×", x.shape)}]");
+            using var ledger = RunLedger.Step(RunLedger.WorkloadKey(_model, x.shape));
             _s.Model.train();
             _s.Optimizer.zero_grad();
             var loss = _loss(_s.Model.call(x), y);

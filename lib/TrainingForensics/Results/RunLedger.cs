@@ -44,8 +44,11 @@ public static class RunLedger
     /// </summary>
     public static Timer Time(string category) => new(category, null);
 
-    /// <summary>Starts timing one training step of <paramref name="workload"/> (e.g. "Sequential, 235,146 parameters · batch [32,784]").</summary>
+    /// <summary>Starts timing one training step of <paramref name="workload"/> (e.g. "Sequential, 235,146 parameters · batch [32×784]", see <see cref="WorkloadKey"/>).</summary>
     public static Timer Step(string workload) => new(Training, workload);
+
+    /// <summary>The workload key of a step: the model in words and the batch's shape, e.g. "Sequential, 235,146 parameters · batch [32×784]".</summary>
+    public static string WorkloadKey(string model, IEnumerable<long> batchShape) => $"{model} · batch [{string.Join("×", batchShape)}]";
 
     /// <summary>A running timer (see <see cref="Time"/>); dispose it once.</summary>
     public sealed class Timer : IDisposable

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using TorchSharp;
 using TrainingForensics.Data;
+using TrainingForensics.Models;
 using TrainingForensics.Results;
 using static TorchSharp.torch;
 
@@ -123,7 +124,7 @@ public sealed class TrainingLoop
         var shape = inputs.shape;
         if (_workload is { } w && w.Shape.AsSpan().SequenceEqual(shape)) return w.Key;
         _modelText ??= ModelText(_model);
-        string key = $"{_modelText} · batch [{string.Join("×", shape)}]";
+        string key = RunLedger.WorkloadKey(_modelText, shape);
         _workload = (shape, key);
         return key;
     }
@@ -131,8 +132,7 @@ public sealed class TrainingLoop
     /// <summary>A model in words for the ledger: its type and its size, e.g. "Sequential, 235,146 parameters".</summary>
     public static string ModelText(nn.Module model)
     {
-        long parameters = model.parameters().Sum(p => p.numel());
-        return $"{model.GetType().Name}, {parameters.ToString("N0", System.Globalization.CultureInfo.InvariantCulture)} parameters";
+        return $"{model.GetType().Name}, {model.ParameterCount().ToString("N0", System.Globalization.CultureInfo.InvariantCulture)} parameters";
     }
 
     NonFiniteLossException NonFinite(StepRecord record, Tensor inputs)
