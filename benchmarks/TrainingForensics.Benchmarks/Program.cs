@@ -294,10 +294,12 @@ static void EfficiencySection(IReadOnlyList<EfficiencyRow> rows, Action<string> 
     line("The same runs against their pure training cost. Each run's ledger (`NAME.ledger.json`, written by tf-run beside the figures) " +
          "counts the training steps per workload (model and batch shape) with each step's own time (forward, loss, backward, " +
          "optimiser step; hooks and the loss read-back excluded), and the seconds of evaluation passes, probes and the doctor, " +
-         "host reads, chart building, Roslyn compiling and data loading (timers nest: each counts its own time). Pure training = " +
-         "Σ steps × the median step time of that workload in the same run; steps as run = their summed own time (runs trained side " +
-         "by side overlap, so it can exceed the wall time). Other = wall − every category (process start-up, cell code outside " +
-         "the timers, writing outputs). Targets: wall ≤ 1.3 × pure training + 10 s, and on a quiet machine 00 ≤ 10 s, 01 and 04 ≤ 45 s, " +
+         "host reads, chart building, Roslyn compiling and data loading (timers nest: each counts its own time). Runs trained side " +
+         "by side (one per core) each count their time as a share of the wall clock: while k run at once, a second of one run's " +
+         "time is 1/k of a wall second, so every column is in wall seconds and the columns add up to the wall time. Runs at once = " +
+         "the steps' thread seconds ÷ their wall seconds. Pure training = Σ steps × the median step time of that workload in the " +
+         "same run ÷ the runs at once; steps as run = the steps' wall seconds as they ran (outliers and contention included). " +
+         "Other = wall − every category (process start-up, cell code outside the timers, writing outputs). Targets: wall ≤ 1.3 × pure training + 10 s, and on a quiet machine 00 ≤ 10 s, 01 and 04 ≤ 45 s, " +
          "02 ≤ 150 s, 03 ≤ 120 s.");
     line("");
     foreach (var l in NotebookEfficiency.Table(rows)) line(l);

@@ -16,14 +16,19 @@ public sealed record EfficiencyRow(string Notebook, double WallSeconds, LedgerSn
     /// <summary>Wall time the ratio target allows per second of pure training.</summary>
     public const double RatioAllowance = 1.3;
 
-    /// <summary>Σ over workloads of steps × median step time.</summary>
+    /// <summary>
+    /// Σ over workloads of steps × median step time, divided by the runs that trained side by side (wall seconds:
+    /// two runs at once on two cores take half the wall time of their steps' thread time).
+    /// </summary>
     public double PureTrainingSeconds => Ledger.PureTrainingSeconds;
-    /// <summary>The steps' own time as they ran (outliers and contention included).</summary>
-    public double TrainingAsRunSeconds => Ledger.SecondsOf(RunLedger.Training);
+    /// <summary>The steps' own time as they ran (outliers and contention included), as wall seconds.</summary>
+    public double TrainingAsRunSeconds => Ledger.WallSecondsOf(RunLedger.Training);
+    /// <summary>How many runs trained at once, on average over the training (thread seconds ÷ wall seconds of the steps).</summary>
+    public double Concurrency => TrainingAsRunSeconds > 0 ? Ledger.SecondsOf(RunLedger.Training) / TrainingAsRunSeconds : 1;
     /// <summary>Wall ÷ pure training (NaN when the notebook trains nothing).</summary>
     public double Ratio => PureTrainingSeconds > 0 ? WallSeconds / PureTrainingSeconds : double.NaN;
-    /// <summary>What no category accounts for: start-up, cell code, output writing, waiting for the CPU.</summary>
-    public double OtherSeconds => WallSeconds - NotebookEfficiency.Categories.Sum(Ledger.SecondsOf);
+    /// <summary>What no category accounts for: start-up, cell code, output writing, waiting for the CPU (every category as wall seconds).</summary>
+    public double OtherSeconds => WallSeconds - NotebookEfficiency.Categories.Sum(Ledger.WallSecondsOf);
     public double TargetSeconds => RatioAllowance * PureTrainingSeconds + StartupAllowance;
     public bool RatioTargetMet => WallSeconds <= TargetSeconds;
     /// <summary>The absolute target on a quiet machine (null: none set for this notebook).</summary>
@@ -57,14 +62,14 @@ public static class NotebookEfficiency
     /// <summary>The table as Markdown lines: header, separator, one row per notebook.</summary>
     public static IEnumerable<string> Table(IReadOnlyList<EfficiencyRow> rows)
     {
-        yield return "| notebook | wall s | steps | pure training s | steps as run s | evaluation s | probes s | host reads s | charts s | compile s | data loading s | other s | wall ÷ pure | ≤ 1.3 × pure + 10 s | absolute target |";
-        yield return "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|";
+        yield return "| notebook | wall s | steps | runs at once | pure training s | steps as run s | evaluation s | probes s | host reads s | charts s | compile s | data loading s | other s | wall ÷ pure | ≤ 1.3 × pure + 10 s | absolute target |";
+        yield return "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|";
         foreach (var r in rows)
         {
             var l = r.Ledger;
             string absolute = r.AbsoluteTarget is { } t ? $"{(r.AbsoluteTargetMet == true ? "pass" : "FAIL")} (≤ {F(t, "N0")} s)" : "—";
-            yield return $"| {r.Notebook} | {F(r.WallSeconds)} | {l.TotalSteps.ToString("N0", CultureInfo.InvariantCulture)} | {F(r.PureTrainingSeconds)} | {F(r.TrainingAsRunSeconds)} | " +
-                         string.Join(" | ", Categories.Skip(1).Select(c => F(l.SecondsOf(c)))) + $" | {F(r.OtherSeconds)} | " +
+            yield return $"| {r.Notebook} | {F(r.WallSeconds)} | {l.TotalSteps.ToString("N0", CultureInfo.InvariantCulture)} | {F(r.Concurrency, "N2")} | {F(r.PureTrainingSeconds)} | {F(r.TrainingAsRunSeconds)} | " +
+                         string.Join(" | ", Categories.Skip(1).Select(c => F(l.WallSecondsOf(c)))) + $" | {F(r.OtherSeconds)} | " +
                          $"{(double.IsNaN(r.Ratio) ? "—" : F(r.Ratio, "N2") + "×")} | {(r.RatioTargetMet ? "pass" : "FAIL")} (≤ {F(r.TargetSeconds)} s) | {absolute} |";
         }
     }
@@ -72,10 +77,11 @@ public static class NotebookEfficiency
     /// <summary>Each notebook's workloads as Markdown lines: steps, median step time, steps × median.</summary>
     public static IEnumerable<string> Workloads(IReadOnlyList<EfficiencyRow> rows)
     {
-        yield return "| notebook | workload (model · batch) | steps | median step ms | steps × median s | as run s |";
-        yield return "|---|---|---:|---:|---:|---:|";
+        yield return "| notebook | workload (model · batch) | steps | median step ms | runs at once | steps × median ÷ runs at once, s | as run, wall s | as run, thread s |";
+        yield return "|---|---|---:|---:|---:|---:|---:|---:|";
         foreach (var r in rows)
             foreach (var w in r.Ledger.Workloads)
-                yield return $"| {r.Notebook} | {w.Workload} | {w.Steps.ToString("N0", CultureInfo.InvariantCulture)} | {F(w.MedianStepSeconds * 1e3, "N3")} | {F(w.PureTrainingSeconds, "N2")} | {F(w.Seconds, "N2")} |";
+                yield return $"| {r.Notebook} | {w.Workload} | {w.Steps.ToString("N0", CultureInfo.InvariantCulture)} | {F(w.MedianStepSeconds * 1e3, "N3")} | {F(w.Concurrency, "N2")} | " +
+                             $"{F(w.PureTrainingSeconds, "N2")} | {F(double.IsNaN(w.WallShareSeconds) ? w.Seconds : w.WallShareSeconds, "N2")} | {F(w.Seconds, "N2")} |";
     }
 }

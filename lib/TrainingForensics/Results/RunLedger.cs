@@ -13,6 +13,12 @@ namespace TrainingForensics.Results;
 /// inside a training step counts as probe time, not step time). Thread-safe; runs trained side by side record
 /// from their own threads.
 /// </summary>
+/// <remarks>
+/// Each timer records two numbers: its thread's own seconds, and its share of the wall clock. While k runs train
+/// side by side (<see cref="Worker"/>), a second of one thread's time is 1/k of a wall second, so the shares of
+/// all categories add up to the wall time they cover, however many threads ran; thread seconds of two runs side by
+/// side add up to twice that.
+/// </remarks>
 public static class RunLedger
 {
     public const string Training = "training";
@@ -28,14 +34,58 @@ public static class RunLedger
 
     static readonly object Gate = new();
     static readonly Dictionary<string, double> Seconds = new();
+    static readonly Dictionary<string, double> WallShares = new();
     static readonly Dictionary<string, Workload> Workloads = new();
     [ThreadStatic] static Timer? _open; // innermost open timer of this thread
+
+    // the share clock: ∫ dt / max(1, workers running); it advances at wall speed with none or one worker, at half speed with two
+    static readonly object ClockGate = new();
+    static long _clockTicks = Stopwatch.GetTimestamp();
+    static double _clockShare;
+    static int _workers;
 
     sealed class Workload
     {
         public long Steps;
         public double Seconds;
+        public double WallShare;
         public readonly List<double> Samples = new();
+    }
+
+    // timestamps to seconds without TimeSpan's 100 ns rounding (a step's time and its share then agree to the last digits)
+    static double Elapsed(long from, long to) => (to - from) / (double)Stopwatch.Frequency;
+
+    /// <summary>The share clock at the timestamp <paramref name="ticks"/> (seconds); with no runs side by side it advances as the timestamps do.</summary>
+    static double ShareAt(long ticks)
+    {
+        lock (ClockGate) return _clockShare + Elapsed(_clockTicks, ticks) / Math.Max(1, _workers);
+    }
+
+    static void ChangeWorkers(int delta)
+    {
+        lock (ClockGate)
+        {
+            long now = Stopwatch.GetTimestamp();
+            _clockShare += Elapsed(_clockTicks, now) / Math.Max(1, _workers);
+            _clockTicks = now;
+            _workers += delta;
+        }
+    }
+
+    /// <summary>
+    /// Marks the calling thread as one of the runs trained side by side until disposed (<see cref="Training.ConcurrentRuns"/>
+    /// does it for each of its workers): while k are marked, the timers of each count 1/k of their time as wall share.
+    /// </summary>
+    public static IDisposable Worker()
+    {
+        ChangeWorkers(+1);
+        return new WorkerMark();
+    }
+
+    sealed class WorkerMark : IDisposable
+    {
+        int _done;
+        public void Dispose() { if (Interlocked.Exchange(ref _done, 1) == 0) ChangeWorkers(-1); }
     }
 
     /// <summary>
@@ -57,7 +107,8 @@ public static class RunLedger
         readonly string? _workload;
         readonly Timer? _parent;
         readonly long _start;
-        double _inner; // seconds of timers opened inside this one
+        readonly double _startShare;
+        double _inner, _innerShare; // seconds and wall share of timers opened inside this one
         bool _done;
 
         internal Timer(string category, string? workload)
@@ -67,28 +118,32 @@ public static class RunLedger
             _parent = _open;
             _open = this;
             _start = Stopwatch.GetTimestamp();
+            _startShare = ShareAt(_start);
         }
 
         public void Dispose()
         {
             if (_done) return;
             _done = true;
-            double total = Stopwatch.GetElapsedTime(_start).TotalSeconds;
+            long now = Stopwatch.GetTimestamp();
+            double total = Elapsed(_start, now), share = ShareAt(now) - _startShare;
             if (_open == this) _open = _parent;
-            if (_parent != null) _parent._inner += total;
-            Add(_category, _workload, Math.Max(0, total - _inner));
+            if (_parent != null) { _parent._inner += total; _parent._innerShare += share; }
+            Add(_category, _workload, Math.Max(0, total - _inner), Math.Max(0, share - _innerShare));
         }
     }
 
-    static void Add(string category, string? workload, double seconds)
+    static void Add(string category, string? workload, double seconds, double wallShare)
     {
         lock (Gate)
         {
             Seconds[category] = Seconds.GetValueOrDefault(category) + seconds;
+            WallShares[category] = WallShares.GetValueOrDefault(category) + wallShare;
             if (workload == null) return;
             if (!Workloads.TryGetValue(workload, out var w)) Workloads[workload] = w = new Workload();
             w.Steps++;
             w.Seconds += seconds;
+            w.WallShare += wallShare;
             if (w.Samples.Count < StepSamples) w.Samples.Add(seconds);
         }
     }
@@ -96,7 +151,7 @@ public static class RunLedger
     /// <summary>Forgets everything recorded (the runner calls it before each notebook).</summary>
     public static void Reset()
     {
-        lock (Gate) { Seconds.Clear(); Workloads.Clear(); }
+        lock (Gate) { Seconds.Clear(); WallShares.Clear(); Workloads.Clear(); }
     }
 
     /// <summary>Training steps recorded for <paramref name="workload"/> (0 when none).</summary>
@@ -124,7 +179,8 @@ public static class RunLedger
             return new LedgerSnapshot(
                 new Dictionary<string, double>(Seconds),
                 Workloads.OrderBy(w => w.Key, StringComparer.Ordinal)
-                    .Select(w => new WorkloadSteps(w.Key, w.Value.Steps, w.Value.Seconds, Median(w.Value.Samples))).ToList());
+                    .Select(w => new WorkloadSteps(w.Key, w.Value.Steps, w.Value.Seconds, Median(w.Value.Samples)) { WallShareSeconds = w.Value.WallShare }).ToList())
+            { WallShares = new Dictionary<string, double>(WallShares) };
     }
 
     static double Median(List<double> v)
@@ -139,17 +195,38 @@ public static class RunLedger
     public static string ToJson(string notebook) => Snapshot().ToJson(notebook);
 }
 
-/// <summary>One workload's training steps: how many, their total own time, and the median time of one step.</summary>
+/// <summary>
+/// One workload's training steps: how many, their total own time (thread seconds), the median time of one step, and
+/// their share of the wall clock (<see cref="RunLedger"/>: thread seconds ÷ the runs side by side).
+/// </summary>
 public sealed record WorkloadSteps(string Workload, long Steps, double Seconds, double MedianStepSeconds)
 {
-    /// <summary>Steps × the median step time: the run's training at its typical step rate, without the slow outliers.</summary>
-    public double PureTrainingSeconds => double.IsNaN(MedianStepSeconds) ? 0 : Steps * MedianStepSeconds;
+    /// <summary>The steps' share of the wall clock: equal to <see cref="Seconds"/> when they ran one run at a time.</summary>
+    public double WallShareSeconds { get; init; } = double.NaN;
+
+    /// <summary>How many runs were training at once, on average, while these steps ran (1: one at a time).</summary>
+    public double Concurrency => WallShareSeconds > 0 && Seconds > 0 ? Seconds / WallShareSeconds : 1;
+
+    /// <summary>Steps × the median step time: the thread time of the run's training at its typical step rate, without the slow outliers.</summary>
+    public double PureTrainingThreadSeconds => double.IsNaN(MedianStepSeconds) ? 0 : Steps * MedianStepSeconds;
+
+    /// <summary>
+    /// The wall time of the same steps at the median rate, with as many runs side by side as there were:
+    /// <see cref="PureTrainingThreadSeconds"/> ÷ <see cref="Concurrency"/>.
+    /// </summary>
+    public double PureTrainingSeconds => PureTrainingThreadSeconds / Concurrency;
 }
 
 /// <summary>A copy of the <see cref="RunLedger"/>'s tallies.</summary>
 public sealed record LedgerSnapshot(IReadOnlyDictionary<string, double> Seconds, IReadOnlyList<WorkloadSteps> Workloads)
 {
+    /// <summary>Each category's share of the wall clock (<see cref="RunLedger"/>); equal to <see cref="Seconds"/> where nothing ran side by side.</summary>
+    public IReadOnlyDictionary<string, double> WallShares { get; init; } = new Dictionary<string, double>();
+
+    /// <summary>Thread seconds of <paramref name="category"/> (two runs side by side count twice).</summary>
     public double SecondsOf(string category) => Seconds.GetValueOrDefault(category);
+    /// <summary>Wall seconds of <paramref name="category"/>: its thread seconds divided among the runs that ran at once.</summary>
+    public double WallSecondsOf(string category) => WallShares.TryGetValue(category, out var v) ? v : SecondsOf(category);
     public long TotalSteps => Workloads.Sum(w => w.Steps);
     public double PureTrainingSeconds => Workloads.Sum(w => w.PureTrainingSeconds);
 
@@ -157,7 +234,12 @@ public sealed record LedgerSnapshot(IReadOnlyDictionary<string, double> Seconds,
     {
         notebook,
         seconds = Seconds.OrderBy(kv => kv.Key, StringComparer.Ordinal).ToDictionary(kv => kv.Key, kv => kv.Value),
-        workloads = Workloads.Select(w => new { workload = w.Workload, steps = w.Steps, seconds = w.Seconds, median_step_seconds = double.IsNaN(w.MedianStepSeconds) ? 0 : w.MedianStepSeconds }),
+        wall_seconds = WallShares.OrderBy(kv => kv.Key, StringComparer.Ordinal).ToDictionary(kv => kv.Key, kv => kv.Value),
+        workloads = Workloads.Select(w => new
+        {
+            workload = w.Workload, steps = w.Steps, seconds = w.Seconds, wall_seconds = double.IsNaN(w.WallShareSeconds) ? w.Seconds : w.WallShareSeconds,
+            median_step_seconds = double.IsNaN(w.MedianStepSeconds) ? 0 : w.MedianStepSeconds,
+        }),
     }, new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }) + "\n"; // workload names as written (·, ×)
 
     /// <summary>Reads what <see cref="ToJson"/> wrote.</summary>
@@ -166,10 +248,14 @@ public sealed record LedgerSnapshot(IReadOnlyDictionary<string, double> Seconds,
         using var doc = JsonDocument.Parse(json);
         var root = doc.RootElement;
         var seconds = root.GetProperty("seconds").EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetDouble());
+        var wall = root.TryGetProperty("wall_seconds", out var ws) ? ws.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetDouble()) : seconds;
         var workloads = root.GetProperty("workloads").EnumerateArray()
-            .Select(w => new WorkloadSteps(w.GetProperty("workload").GetString()!, w.GetProperty("steps").GetInt64(), w.GetProperty("seconds").GetDouble(), w.GetProperty("median_step_seconds").GetDouble()))
+            .Select(w => new WorkloadSteps(w.GetProperty("workload").GetString()!, w.GetProperty("steps").GetInt64(), w.GetProperty("seconds").GetDouble(), w.GetProperty("median_step_seconds").GetDouble())
+            {
+                WallShareSeconds = w.TryGetProperty("wall_seconds", out var s) ? s.GetDouble() : w.GetProperty("seconds").GetDouble(),
+            })
             .ToList();
-        return new LedgerSnapshot(seconds, workloads);
+        return new LedgerSnapshot(seconds, workloads) { WallShares = wall };
     }
 
     public override string ToString() => string.Join(", ", Seconds.Select(kv => $"{kv.Key} {kv.Value.ToString("F2", CultureInfo.InvariantCulture)} s"));

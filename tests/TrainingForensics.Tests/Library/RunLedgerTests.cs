@@ -62,4 +62,42 @@ public class RunLedgerTests
         Assert.True(s.SecondsOf("outer") < s.SecondsOf("inner"), $"outer {s.SecondsOf("outer")} counts the inner timer's time");
         RunLedger.Reset();
     }
+
+    [Fact]
+    public void Runs_side_by_side_share_the_wall_clock_so_their_shares_add_up_to_the_wall_time()
+    {
+        RunLedger.Reset();
+        var wall = System.Diagnostics.Stopwatch.StartNew();
+        // two workers, each timing 300 ms of "training" at the same time (sleeping: no core is needed)
+        ConcurrentRuns.Map(new[] { 0, 1 }, i => i, _ =>
+        {
+            using (RunLedger.Time(RunLedger.Training)) Thread.Sleep(300);
+            return 0;
+        }, workers: 2);
+        double elapsed = wall.Elapsed.TotalSeconds;
+        using (RunLedger.Time(RunLedger.Evaluation)) Thread.Sleep(100); // one thread alone: its share is its time
+        var s = RunLedger.Snapshot();
+        Assert.InRange(s.SecondsOf(RunLedger.Training), 0.59, 2 * elapsed);                   // thread seconds: both threads' 300 ms
+        Assert.InRange(s.WallSecondsOf(RunLedger.Training), 0.29, elapsed);                // wall share: the 300 ms they overlapped
+        Assert.InRange(s.WallSecondsOf(RunLedger.Evaluation), 0.099, s.SecondsOf(RunLedger.Evaluation) + 1e-9);
+        Assert.InRange(s.WallSecondsOf(RunLedger.Evaluation), s.SecondsOf(RunLedger.Evaluation) - 1e-3, s.SecondsOf(RunLedger.Evaluation) + 1e-9);
+
+        // the same through the JSON tf-run writes
+        var back = LedgerSnapshot.FromJson(s.ToJson("test"));
+        Assert.Equal(s.WallSecondsOf(RunLedger.Training), back.WallSecondsOf(RunLedger.Training), 12);
+        RunLedger.Reset();
+    }
+
+    [Fact]
+    public void Pure_training_of_runs_side_by_side_is_divided_by_how_many_ran_at_once()
+    {
+        // 1,000 steps of 2 ms each (thread time), of which the wall saw half: two runs at once
+        var w = new WorkloadSteps("m · batch [1]", 1000, 2.4, 0.002) { WallShareSeconds = 1.2 };
+        Assert.Equal(2, w.Concurrency, 12);
+        Assert.Equal(2.0, w.PureTrainingThreadSeconds, 12);
+        Assert.Equal(1.0, w.PureTrainingSeconds, 12);
+        // one run at a time: nothing divided
+        var alone = new WorkloadSteps("m · batch [1]", 1000, 2.4, 0.002) { WallShareSeconds = 2.4 };
+        Assert.Equal(2.0, alone.PureTrainingSeconds, 12);
+    }
 }

@@ -29,16 +29,18 @@ public class EfficiencyTableTests
         Assert.True(row.Ledger.Seconds.ContainsKey("compile"));
         Assert.True(row.Ledger.Seconds.ContainsKey("evaluation"));
         Assert.Equal(10, row.AbsoluteTarget); // 00: ≤ 10 s on a quiet machine
-        Assert.Equal(row.WallSeconds - NotebookEfficiency.Categories.Sum(row.Ledger.SecondsOf), row.OtherSeconds, 9);
+        Assert.Equal(row.WallSeconds - NotebookEfficiency.Categories.Sum(row.Ledger.WallSecondsOf), row.OtherSeconds, 9);
+        Assert.Equal(1, row.Concurrency, 6); // one run at a time: thread seconds are wall seconds
         Assert.Equal(1.3 * row.PureTrainingSeconds + 10, row.TargetSeconds, 9);
 
         var table = NotebookEfficiency.Table([row]).ToList();
         Assert.Equal(3, table.Count);
         Assert.Equal(table[0].Count(c => c == '|'), table[2].Count(c => c == '|')); // every column filled
-        Assert.StartsWith("| 00-tiny | 30.0 | 5 |", table[2]);
+        Assert.StartsWith("| 00-tiny | 30.0 | 5 | 1.00 |", table[2]);
         Assert.Contains("(≤ 10 s)", table[2]);
         var workloads = NotebookEfficiency.Workloads([row]).ToList();
         Assert.Contains("| 00-tiny | Sequential, 26 parameters · batch [8×3] | 5 |", workloads[2]);
+        Assert.Equal(workloads[0].Count(c => c == '|'), workloads[2].Count(c => c == '|'));
 
         // a notebook without a ledger (not run, or not a good run) is named in the error
         var e = Assert.Throws<FileNotFoundException>(() => NotebookEfficiency.Read("absent", 1, kit.OutDir));
