@@ -292,7 +292,7 @@ static void EfficiencySection(IReadOnlyList<EfficiencyRow> rows, Action<string> 
     line("### Notebook efficiency");
     line("");
     line("The same runs against their pure training cost. Each run's ledger (`NAME.ledger.json`, written by tf-run beside the figures) " +
-         "counts the training steps per workload (model and batch shape) with each step's own time (forward, loss, backward, " +
+         "counts the training steps per workload (model, optimiser and batch shape) with each step's own time (forward, loss, backward, " +
          "optimiser step; hooks and the loss read-back excluded), and the seconds of evaluation passes, probes and the doctor, " +
          "host reads, chart building, Roslyn compiling and data loading (timers nest: each counts its own time). Runs trained side " +
          "by side (one per core) each count their time as a share of the wall clock: while k run at once, a second of one run's " +

@@ -62,7 +62,7 @@ public static class ClinicRunner
         var losses = new List<double>();
         bool wrap = s.Hookup == ClinicHookup.Wrap;
         var lossFn = doctor != null && wrap ? doctor.Loss(s.Loss) : s.Loss;
-        string model = TrainingLoop.ModelText(s.Model);
+        string model = TrainingLoop.ModelText(s.Model, s.Optimizer);
         using var e = s.Batches.GetEnumerator();
         for (long step = 0; step < steps; step++)
         {

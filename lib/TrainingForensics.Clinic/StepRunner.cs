@@ -25,7 +25,7 @@ internal sealed class StepRunner : IDisposable
         if (options != null) _doctor = TrainingDoctor.Attach(_s.Model, _s.Optimizer, options);
         _loss = _doctor?.Loss(_s.Loss) ?? _s.Loss;
         _batches = _s.Batches.GetEnumerator();
-        _model = TrainingLoop.ModelText(_s.Model);
+        _model = TrainingLoop.ModelText(_s.Model, _s.Optimizer);
     }
 
     /// <summary>Runs <paramref name="steps"/> steps; returns the seconds they took on <paramref name="clock"/> (default: wall time).</summary>

@@ -5,7 +5,7 @@ namespace TrainingForensics.Runner;
 
 /// <summary>
 /// One notebook's default run against its pure training cost: wall time, the training steps it ran × the median
-/// step time of each workload (model and batch shape) in that run, and where the rest went (from the run's
+/// step time of each workload (model, optimiser and batch shape) in that run, and where the rest went (from the run's
 /// <see cref="RunLedger"/>, NAME.ledger.json). The targets of issue 17: wall ≤ 1.3 × pure training + 10 s of fixed
 /// start-up, and an absolute time per notebook on a quiet machine.
 /// </summary>
@@ -77,7 +77,7 @@ public static class NotebookEfficiency
     /// <summary>Each notebook's workloads as Markdown lines: steps, median step time, steps × median.</summary>
     public static IEnumerable<string> Workloads(IReadOnlyList<EfficiencyRow> rows)
     {
-        yield return "| notebook | workload (model · batch) | steps | median step ms | runs at once | steps × median ÷ runs at once, s | as run, wall s | as run, thread s |";
+        yield return "| notebook | workload (model, optimiser · batch) | steps | median step ms | runs at once | steps × median ÷ runs at once, s | as run, wall s | as run, thread s |";
         yield return "|---|---|---:|---:|---:|---:|---:|---:|";
         foreach (var r in rows)
             foreach (var w in r.Ledger.Workloads)

@@ -5,7 +5,7 @@ using System.Text.Json;
 namespace TrainingForensics.Results;
 
 /// <summary>
-/// Where a run's time goes: a process-wide tally of the training steps taken per workload (model and batch shape)
+/// Where a run's time goes: a process-wide tally of the training steps taken per workload (model, optimiser and batch shape)
 /// with each step's own time, and of the seconds spent per category (evaluation, probes, host reads, chart building,
 /// compiling, data loading). The training loops, evaluations, probes, charts and data loaders record into it; the
 /// headless runner writes it beside the figures (NAME.ledger.json) and the benchmark's notebook-efficiency table
@@ -94,10 +94,10 @@ public static class RunLedger
     /// </summary>
     public static Timer Time(string category) => new(category, null);
 
-    /// <summary>Starts timing one training step of <paramref name="workload"/> (e.g. "Sequential, 235,146 parameters · batch [32×784]", see <see cref="WorkloadKey"/>).</summary>
+    /// <summary>Starts timing one training step of <paramref name="workload"/> (e.g. "Sequential, 235,146 parameters, SGD · batch [32×784]", see <see cref="WorkloadKey"/>).</summary>
     public static Timer Step(string workload) => new(Training, workload);
 
-    /// <summary>The workload key of a step: the model in words and the batch's shape, e.g. "Sequential, 235,146 parameters · batch [32×784]".</summary>
+    /// <summary>The workload key of a step: the model in words and the batch's shape, e.g. "Sequential, 235,146 parameters, SGD · batch [32×784]".</summary>
     public static string WorkloadKey(string model, IEnumerable<long> batchShape) => $"{model} · batch [{string.Join("×", batchShape)}]";
 
     /// <summary>A running timer (see <see cref="Time"/>); dispose it once.</summary>

@@ -82,7 +82,7 @@ public sealed class TrainingLoop
 
     /// <summary>
     /// One optimisation step on one batch; returns its record (also added to <see cref="History"/>). The step is
-    /// recorded in the <see cref="RunLedger"/> under its workload (model and batch shape); the hooks' time counts
+    /// recorded in the <see cref="RunLedger"/> under its workload (model, optimiser and batch shape); the hooks' time counts
     /// as probes and the loss read-back as a host read, not as the step's own time.
     /// </summary>
     public StepRecord Step(Tensor inputs, Tensor targets, int epoch = 0)
@@ -136,13 +136,19 @@ public sealed class TrainingLoop
     {
         var shape = inputs.shape;
         if (_workload is { } w && w.Shape.AsSpan().SequenceEqual(shape)) return w.Key;
-        _modelText ??= ModelText(_model);
+        _modelText ??= ModelText(_model, _optimizer);
         string key = RunLedger.WorkloadKey(_modelText, shape);
         _workload = (shape, key);
         return key;
     }
 
-    /// <summary>A model in words for the ledger: its type and its size, e.g. "Sequential, 235,146 parameters".</summary>
+    /// <summary>
+    /// A model and its optimiser in words for the ledger's workload key, e.g. "Sequential, 235,146 parameters, Adam": the
+    /// optimiser's step is part of the step time (Adam's costs several times SGD's on the same model).
+    /// </summary>
+    public static string ModelText(nn.Module model, optim.Optimizer optimizer) => $"{ModelText(model)}, {optimizer.GetType().Name}";
+
+    /// <summary>A model in words: its type and its size, e.g. "Sequential, 235,146 parameters".</summary>
     public static string ModelText(nn.Module model)
     {
         return $"{model.GetType().Name}, {model.ParameterCount().ToString("N0", System.Globalization.CultureInfo.InvariantCulture)} parameters";

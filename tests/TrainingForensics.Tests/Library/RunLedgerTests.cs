@@ -27,8 +27,7 @@ public class RunLedgerTests
         }
         loop.Run(_ => Batches(), epochs: 2, evaluate: () => new Dictionary<string, double> { ["acc"] = Evaluation.Run(model, Batches()).Accuracy });
 
-        string full = $"{TrainingLoop.ModelText(model)} · batch [16×5]", last = $"{TrainingLoop.ModelText(model)} · batch [8×5]";
-        Assert.Equal("Sequential, 66 parameters", TrainingLoop.ModelText(model)); // 5·7+7 + 7·3+3
+        string full = "Sequential, 66 parameters, SGD · batch [16×5]", last = "Sequential, 66 parameters, SGD · batch [8×5]"; // 5·7+7 + 7·3+3 parameters
         Assert.Equal(4, RunLedger.StepsOf(full));  // 2 epochs × 2 full batches
         Assert.Equal(2, RunLedger.StepsOf(last));  // 2 epochs × the 8-example rest
         Assert.Equal(6, RunLedger.TotalSteps);

@@ -25,7 +25,7 @@ public class EfficiencyTableTests
         var row = NotebookEfficiency.Read("00-tiny", 30, kit.OutDir);
         Assert.Equal(5, row.Ledger.TotalSteps);
         var workload = Assert.Single(row.Ledger.Workloads);
-        Assert.Equal("Sequential, 26 parameters · batch [8×3]", workload.Workload);
+        Assert.Equal("Sequential, 26 parameters, SGD · batch [8×3]", workload.Workload);
         Assert.True(row.Ledger.Seconds.ContainsKey("compile"));
         Assert.True(row.Ledger.Seconds.ContainsKey("evaluation"));
         Assert.Equal(10, row.AbsoluteTarget); // 00: ≤ 10 s on a quiet machine
@@ -39,7 +39,7 @@ public class EfficiencyTableTests
         Assert.StartsWith("| 00-tiny | 30.0 | 5 | 1.00 |", table[2]);
         Assert.Contains("(≤ 10 s)", table[2]);
         var workloads = NotebookEfficiency.Workloads([row]).ToList();
-        Assert.Contains("| 00-tiny | Sequential, 26 parameters · batch [8×3] | 5 |", workloads[2]);
+        Assert.Contains("| 00-tiny | Sequential, 26 parameters, SGD · batch [8×3] | 5 |", workloads[2]);
         Assert.Equal(workloads[0].Count(c => c == '|'), workloads[2].Count(c => c == '|'));
 
         // a notebook without a ledger (not run, or not a good run) is named in the error
