@@ -14,27 +14,50 @@ public static class ClinicRunner
     /// Trains one case on <paramref name="device"/> (default: the CPU), instrumented when <paramref name="options"/> is
     /// given. Returns the doctor's report (null when uninstrumented), the losses and the time.
     /// </summary>
-    public static (DoctorReport? Report, List<double> Losses, double Seconds) Train(ClinicCase c, int seed, DoctorOptions? options, int? steps = null, Device? device = null)
+    public static (DoctorReport? Report, List<double> Losses, double Seconds) Train(ClinicCase c, int seed, DoctorOptions? options, int? steps = null, Device? device = null) =>
+        Prepare(c, seed, options, steps, device).Train();
+
+    /// <summary>
+    /// <see cref="Train"/> in two halves: this reseeds, builds the case (weights drawn from the global seed) and attaches
+    /// the doctor; the returned training draws no random number from the global generator unless
+    /// <see cref="PreparedCase.DrawsGlobalRandomNumbers"/> (a dropout layer), so prepared cases without one can train side
+    /// by side with the numbers they give alone.
+    /// </summary>
+    public static PreparedCase Prepare(ClinicCase c, int seed, DoctorOptions? options, int? steps = null, Device? device = null)
     {
         TorchEnvironment.Reseed(seed);
         var run = device ?? CPU;
         var s = c.Setup(seed, run);
         TrainingDoctor? doctor = null;
-        var watch = Stopwatch.StartNew();
         try
         {
             if (options != null) doctor = TrainingDoctor.Attach(s.Model, s.Optimizer, options);
-            int n = steps ?? c.Steps;
-            var losses = s.Hookup == ClinicHookup.Loop ? TrainInLoop(c, s, doctor, n, run) : TrainByHand(c, s, doctor, n, run);
-            var report = doctor?.Report();
-            return (report, losses, watch.Elapsed.TotalSeconds);
         }
-        finally
+        catch
         {
-            doctor?.Detach();
             s.Owned?.Dispose();
             s.Model.Dispose();
+            throw;
         }
+        int n = steps ?? c.Steps;
+        // dropout draws its masks from libtorch's global generator: such a case must train alone, right after its reseed
+        bool global = s.Model.modules().Any(m => m.GetType().Name.Contains("Dropout", StringComparison.Ordinal));
+        return new PreparedCase(c, global, () =>
+        {
+            var watch = Stopwatch.StartNew();
+            try
+            {
+                var losses = s.Hookup == ClinicHookup.Loop ? TrainInLoop(c, s, doctor, n, run) : TrainByHand(c, s, doctor, n, run);
+                var report = doctor?.Report();
+                return (report, losses, watch.Elapsed.TotalSeconds);
+            }
+            finally
+            {
+                doctor?.Detach();
+                s.Owned?.Dispose();
+                s.Model.Dispose();
+            }
+        });
     }
 
     /// <summary>A <see cref="TrainingLoop"/> with the doctor attached to it (which always zeroes gradients).</summary>
@@ -104,20 +127,37 @@ public static class ClinicRunner
 
     /// <summary>
     /// Runs every case with the doctor attached on <paramref name="device"/> (default: the CPU) and scores it; then
-    /// measures the overhead there.
+    /// measures the overhead there (one workload at a time: a timing). Cases train side by side,
+    /// <paramref name="workers"/> at a time (default <see cref="ConcurrentRuns.DefaultWorkers"/>), each with the numbers it
+    /// gives alone: they are prepared one by one in order, and a case whose model draws from the global generator
+    /// (dropout) trains right after its own preparation, before the others start.
     /// </summary>
     public static ClinicReport Run(IEnumerable<ClinicCase> cases, DoctorOptions? options = null, int seed = 1, Device? device = null,
-        bool measureOverhead = true, int overheadRounds = 9, Action<string>? progress = null)
+        bool measureOverhead = true, int overheadRounds = 9, Action<string>? progress = null, int? workers = null)
     {
         var watch = Stopwatch.StartNew();
-        var results = new List<ClinicResult>();
-        foreach (var c in cases)
+        var list = cases.ToList();
+        var outcomes = new (DoctorReport? Report, List<double> Losses, double Seconds)?[list.Count];
+        int done = 0;
+        ConcurrentRuns.Map(Enumerable.Range(0, list.Count).ToList(), i =>
         {
-            var (report, losses, seconds) = Train(c, seed, options ?? new DoctorOptions(), device: device);
-            var r = Score(c, report!, seconds, losses.Count > 0 ? losses[^1] : double.NaN);
-            results.Add(r);
-            progress?.Invoke($"{r.Case.Name}: {r.Verdict.Text()} ({seconds:F1} s)");
+            var prepared = Prepare(list[i], seed, options ?? new DoctorOptions(), device: device);
+            if (!prepared.DrawsGlobalRandomNumbers) return (Index: i, Prepared: prepared);
+            progress?.Invoke($"training {list[i].Name} ({++done}/{list.Count}, alone: its dropout draws from the global generator)");
+            outcomes[i] = prepared.Train();
+            return (Index: i, Prepared: (PreparedCase?)null);
+        }, run =>
+        {
+            if (run.Prepared is { } p) outcomes[run.Index] = p.Train();
+            return 0;
+        }, workers, started: i => { if (outcomes[i] is null) progress?.Invoke($"training {list[i].Name} ({++done}/{list.Count}, side by side)"); });
+        var results = new List<ClinicResult>();
+        for (int i = 0; i < list.Count; i++)
+        {
+            var (report, losses, seconds) = outcomes[i]!.Value;
+            results.Add(Score(list[i], report!, seconds, losses.Count > 0 ? losses[^1] : double.NaN));
         }
+        progress?.Invoke($"{list.Count} cases trained in {watch.Elapsed.TotalSeconds:F0} s");
         var overhead = new List<OverheadResult>();
         if (measureOverhead)
             foreach (var w in ClinicCases.OverheadWorkloads())
@@ -183,4 +223,19 @@ public static class ClinicRunner
         var v = values.OrderBy(x => x).ToArray();
         return v.Length % 2 == 1 ? v[v.Length / 2] : (v[v.Length / 2 - 1] + v[v.Length / 2]) / 2;
     }
+}
+
+/// <summary>A clinic case built and instrumented by <see cref="ClinicRunner.Prepare"/>, ready to train once.</summary>
+public sealed class PreparedCase(ClinicCase @case, bool drawsGlobalRandomNumbers, Func<(DoctorReport? Report, List<double> Losses, double Seconds)> train)
+{
+    int _trained;
+
+    public ClinicCase Case { get; } = @case;
+
+    /// <summary>Whether training draws from libtorch's global generator (a dropout layer): then it cannot train side by side.</summary>
+    public bool DrawsGlobalRandomNumbers { get; } = drawsGlobalRandomNumbers;
+
+    /// <summary>Trains the case (once), then detaches the doctor and frees the model.</summary>
+    public (DoctorReport? Report, List<double> Losses, double Seconds) Train() =>
+        Interlocked.Exchange(ref _trained, 1) == 0 ? train() : throw new InvalidOperationException($"case '{Case.Name}' was already trained");
 }

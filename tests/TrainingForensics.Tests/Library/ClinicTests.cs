@@ -9,6 +9,27 @@ namespace TrainingForensics.Tests.Library;
 public class ClinicTests
 {
     [Fact]
+    public void Cases_trained_side_by_side_give_the_numbers_they_give_one_at_a_time()
+    {
+        Environment.SetEnvironmentVariable("TF_DATA", Path.Combine(TestPaths.RepositoryRoot, "data"));
+        TorchEnvironment.Setup(1);
+        // the quick subset plus the dropout case (it must train alone, right after its reseed) and a BN CNN
+        var cases = ClinicCases.Quick().Concat(ClinicCases.All().Where(c => c.Name is "MNIST MLP+dropout, CE, RMSProp" or "MNIST CNN+BN, CE, SGD-momentum")).DistinctBy(c => c.Name).ToList();
+        Assert.Contains(cases, c => c.Name.Contains("dropout"));
+        var alone = ClinicRunner.Run(cases, seed: 1, measureOverhead: false, workers: 1);
+        var sideBySide = ClinicRunner.Run(cases, seed: 1, measureOverhead: false, workers: 2);
+        for (int i = 0; i < cases.Count; i++)
+        {
+            var (a, b) = (alone.Results[i], sideBySide.Results[i]);
+            Assert.Equal(a.Case.Name, b.Case.Name);
+            Assert.Equal(a.Verdict, b.Verdict);
+            Assert.Equal(a.StepsToDetection, b.StepsToDetection);
+            Assert.True(a.FinalLoss.Equals(b.FinalLoss), $"{a.Case.Name}: final loss {a.FinalLoss:R} alone, {b.FinalLoss:R} side by side");
+            Assert.Equal(a.Report.Findings.Select(f => (f.Check, f.FirstStep)), b.Report.Findings.Select(f => (f.Check, f.FirstStep)));
+        }
+    }
+
+    [Fact]
     public void Quick_clinic_finds_the_designed_bugs_and_stays_quiet_on_the_baselines()
     {
         Environment.SetEnvironmentVariable("TF_DATA", Path.Combine(TestPaths.RepositoryRoot, "data"));
