@@ -85,14 +85,14 @@ public static class ClinicRunner
         var losses = new List<double>();
         bool wrap = s.Hookup == ClinicHookup.Wrap;
         var lossFn = doctor != null && wrap ? doctor.Loss(s.Loss) : s.Loss;
-        string model = TrainingLoop.ModelText(s.Model, s.Optimizer);
+        var workloads = new RunLedger.WorkloadKeys(TrainingLoop.ModelText(s.Model, s.Optimizer));
         using var e = s.Batches.GetEnumerator();
         for (long step = 0; step < steps; step++)
         {
             using var scope = NewDisposeScope();
             if (!e.MoveNext()) throw new InvalidOperationException($"case '{c.Name}': the batches ran out");
             var (x, y) = e.Current;
-            using var ledger = RunLedger.Step(RunLedger.WorkloadKey(model, x.shape));
+            using var ledger = RunLedger.Step(workloads.For(x.shape));
             s.Model.train();
             if (s.ZeroGrad || step == 0) s.Optimizer.zero_grad();
             var outputs = s.Model.call(x);
@@ -137,26 +137,18 @@ public static class ClinicRunner
     {
         var watch = Stopwatch.StartNew();
         var list = cases.ToList();
-        var outcomes = new (DoctorReport? Report, List<double> Losses, double Seconds)?[list.Count];
+        var alone = new bool[list.Count]; // trained while being prepared: its dropout draws from the global generator
         int done = 0;
-        ConcurrentRuns.Map(Enumerable.Range(0, list.Count).ToList(), i =>
+        var outcomes = ConcurrentRuns.Map(Enumerable.Range(0, list.Count).ToList(), i =>
         {
             var prepared = Prepare(list[i], seed, options ?? new DoctorOptions(), device: device);
-            if (!prepared.DrawsGlobalRandomNumbers) return (Index: i, Prepared: prepared);
+            if (!prepared.DrawsGlobalRandomNumbers) return (Prepared: prepared, Outcome: ((DoctorReport? Report, List<double> Losses, double Seconds)?)null);
+            alone[i] = true;
             progress?.Invoke($"training {list[i].Name} ({++done}/{list.Count}, alone: its dropout draws from the global generator)");
-            outcomes[i] = prepared.Train();
-            return (Index: i, Prepared: (PreparedCase?)null);
-        }, run =>
-        {
-            if (run.Prepared is { } p) outcomes[run.Index] = p.Train();
-            return 0;
-        }, workers, started: i => { if (outcomes[i] is null) progress?.Invoke($"training {list[i].Name} ({++done}/{list.Count}, side by side)"); });
-        var results = new List<ClinicResult>();
-        for (int i = 0; i < list.Count; i++)
-        {
-            var (report, losses, seconds) = outcomes[i]!.Value;
-            results.Add(Score(list[i], report!, seconds, losses.Count > 0 ? losses[^1] : double.NaN));
-        }
+            return (Prepared: prepared, Outcome: prepared.Train());
+        }, run => run.Outcome ?? run.Prepared.Train(), workers,
+            started: i => { if (!alone[i]) progress?.Invoke($"training {list[i].Name} ({++done}/{list.Count}, side by side)"); });
+        var results = list.Select((c, i) => Score(c, outcomes[i].Report!, outcomes[i].Seconds, outcomes[i].Losses.Count > 0 ? outcomes[i].Losses[^1] : double.NaN)).ToList();
         progress?.Invoke($"{list.Count} cases trained in {watch.Elapsed.TotalSeconds:F0} s");
         var overhead = new List<OverheadResult>();
         if (measureOverhead)

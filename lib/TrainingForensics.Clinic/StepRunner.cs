@@ -14,7 +14,7 @@ internal sealed class StepRunner : IDisposable
     readonly TrainingDoctor? _doctor;
     readonly IEnumerator<(Tensor X, Tensor Y)> _batches;
     readonly Func<Tensor, Tensor, Tensor> _loss;
-    readonly string _model; // the model in words, for the ledger
+    readonly RunLedger.WorkloadKeys _workloads; // the ledger's keys of this model's steps
     long _step;
 
     /// <param name="options">The doctor's options; null: uninstrumented.</param>
@@ -25,7 +25,7 @@ internal sealed class StepRunner : IDisposable
         if (options != null) _doctor = TrainingDoctor.Attach(_s.Model, _s.Optimizer, options);
         _loss = _doctor?.Loss(_s.Loss) ?? _s.Loss;
         _batches = _s.Batches.GetEnumerator();
-        _model = TrainingLoop.ModelText(_s.Model, _s.Optimizer);
+        _workloads = new RunLedger.WorkloadKeys(TrainingLoop.ModelText(_s.Model, _s.Optimizer));
     }
 
     /// <summary>Runs <paramref name="steps"/> steps; returns the seconds they took on <paramref name="clock"/> (default: wall time).</summary>
@@ -38,7 +38,7 @@ internal sealed class StepRunner : IDisposable
             using var scope = NewDisposeScope();
             _batches.MoveNext();
             var (x, y) = _batches.Current;
-            using var ledger = RunLedger.Step(RunLedger.WorkloadKey(_model, x.shape));
+            using var ledger = RunLedger.Step(_workloads.For(x.shape));
             _s.Model.train();
             _s.Optimizer.zero_grad();
             var loss = _loss(_s.Model.call(x), y);

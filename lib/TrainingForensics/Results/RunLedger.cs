@@ -100,6 +100,23 @@ public static class RunLedger
     /// <summary>The workload key of a step: the model in words and the batch's shape, e.g. "Sequential, 235,146 parameters, SGD · batch [32×784]".</summary>
     public static string WorkloadKey(string model, IEnumerable<long> batchShape) => $"{model} · batch [{string.Join("×", batchShape)}]";
 
+    /// <summary>
+    /// The workload keys of one model's steps (<see cref="WorkloadKey"/>), made once per batch shape: a training loop
+    /// asks every step, and the shape rarely changes (the last, smaller batch of an epoch).
+    /// </summary>
+    public sealed class WorkloadKeys(string model)
+    {
+        long[]? _shape;
+        string _key = "";
+
+        /// <summary>The key of a step on a batch of <paramref name="batchShape"/>.</summary>
+        public string For(long[] batchShape)
+        {
+            if (_shape is null || !_shape.AsSpan().SequenceEqual(batchShape)) (_shape, _key) = (batchShape, WorkloadKey(model, batchShape));
+            return _key;
+        }
+    }
+
     /// <summary>A running timer (see <see cref="Time"/>); dispose it once.</summary>
     public sealed class Timer : IDisposable
     {

@@ -44,8 +44,7 @@ public sealed class TrainingLoop
     readonly Func<Tensor, Tensor, Tensor> _loss;
     long _step;
     Parameter[]? _optimized;             // the optimiser's parameters, whose gradients each step clears
-    string? _modelText;                  // the model in words, for the ledger's workload key
-    (long[] Shape, string Key)? _workload; // the last batch shape and its key (a new string only when the shape changes)
+    RunLedger.WorkloadKeys? _workloads;  // the ledger's workload keys of this model and optimiser, by batch shape
 
     public TrainingLoop(nn.Module<Tensor, Tensor> model, optim.Optimizer optimizer, Func<Tensor, Tensor, Tensor> loss, string name = "run")
     {
@@ -88,7 +87,7 @@ public sealed class TrainingLoop
     public StepRecord Step(Tensor inputs, Tensor targets, int epoch = 0)
     {
         using var scope = NewDisposeScope();
-        using var ledger = RunLedger.Step(Workload(inputs));
+        using var ledger = RunLedger.Step((_workloads ??= new(ModelText(_model, _optimizer))).For(inputs.shape));
         var watch = Stopwatch.StartNew();
         _model.train();
         if (_step == 0) CheckSameDevice(inputs, targets);
@@ -129,17 +128,6 @@ public sealed class TrainingLoop
     {
         _optimized ??= _optimizer.parameters().Distinct().ToArray();
         foreach (var p in _optimized) p.grad = null;
-    }
-
-    /// <summary>The ledger's workload key of a step on <paramref name="inputs"/>: the model in words and the batch shape.</summary>
-    string Workload(Tensor inputs)
-    {
-        var shape = inputs.shape;
-        if (_workload is { } w && w.Shape.AsSpan().SequenceEqual(shape)) return w.Key;
-        _modelText ??= ModelText(_model, _optimizer);
-        string key = RunLedger.WorkloadKey(_modelText, shape);
-        _workload = (shape, key);
-        return key;
     }
 
     /// <summary>

@@ -99,4 +99,15 @@ public class RunLedgerTests
         var alone = new WorkloadSteps("m · batch [1]", 1000, 2.4, 0.002) { WallShareSeconds = 2.4 };
         Assert.Equal(2.0, alone.PureTrainingSeconds, 12);
     }
+
+    [Fact]
+    public void Workload_keys_are_made_once_per_batch_shape()
+    {
+        var keys = new RunLedger.WorkloadKeys("Sequential, 66 parameters, SGD");
+        string full = keys.For(new long[] { 16, 5 });
+        Assert.Equal(RunLedger.WorkloadKey("Sequential, 66 parameters, SGD", new long[] { 16, 5 }), full);
+        Assert.Same(full, keys.For(new long[] { 16, 5 }));            // the same shape again: the same string, none built
+        Assert.Equal("Sequential, 66 parameters, SGD · batch [8×5]", keys.For(new long[] { 8, 5 }));
+        Assert.Equal(full, keys.For(new long[] { 16, 5 }));           // and back
+    }
 }
