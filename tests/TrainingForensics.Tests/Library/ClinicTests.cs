@@ -11,7 +11,6 @@ public class ClinicTests
     [Fact]
     public void Cases_trained_side_by_side_give_the_numbers_they_give_one_at_a_time()
     {
-        Environment.SetEnvironmentVariable("TF_DATA", Path.Combine(TestPaths.RepositoryRoot, "data"));
         TorchEnvironment.Setup(1);
         // the quick subset plus the dropout case (it must train alone, right after its reseed) and a BN CNN
         var cases = ClinicCases.Quick().Concat(ClinicCases.All().Where(c => c.Name is "MNIST MLP+dropout, CE, RMSProp" or "MNIST CNN+BN, CE, SGD-momentum")).DistinctBy(c => c.Name).ToList();
@@ -32,7 +31,6 @@ public class ClinicTests
     [Fact]
     public void Quick_clinic_finds_the_designed_bugs_and_stays_quiet_on_the_baselines()
     {
-        Environment.SetEnvironmentVariable("TF_DATA", Path.Combine(TestPaths.RepositoryRoot, "data"));
         TorchEnvironment.Setup(1);
         var cases = ClinicCases.Quick();
         Assert.Contains(cases, c => c.Group == ClinicGroup.DesignedBug);
@@ -77,7 +75,6 @@ public class ClinicTests
     [Fact]
     public void Overhead_is_measured_interleaved_with_medians()
     {
-        Environment.SetEnvironmentVariable("TF_DATA", Path.Combine(TestPaths.RepositoryRoot, "data"));
         TorchEnvironment.Setup(1);
         var mlp = ClinicCases.OverheadWorkloads()[0].Case;
         var o = ClinicRunner.MeasureOverhead(mlp, 20, 3, 1, new DoctorOptions());
