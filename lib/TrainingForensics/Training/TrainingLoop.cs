@@ -134,7 +134,12 @@ public sealed class TrainingLoop
     /// A model and its optimiser in words for the ledger's workload key, e.g. "Sequential, 235,146 parameters, Adam": the
     /// optimiser's step is part of the step time (Adam's costs several times SGD's on the same model).
     /// </summary>
-    public static string ModelText(nn.Module model, optim.Optimizer optimizer) => $"{ModelText(model)}, {optimizer.GetType().Name}";
+    public static string ModelText(nn.Module model, optim.Optimizer optimizer) => $"{ModelText(model)}, {OptimizerText(optimizer)}";
+
+    /// <summary>The optimiser's type, and "SGD-momentum" for SGD with momentum (its momentum buffer costs a pass more per step).</summary>
+    public static string OptimizerText(optim.Optimizer optimizer) =>
+        optimizer is TorchSharp.Modules.SGD sgd && (sgd.Momentum > 0 || sgd.ParamGroups.OfType<TorchSharp.Modules.SGD.ParamGroup>().Any(g => g.Options.momentum > 0))
+            ? "SGD-momentum" : optimizer.GetType().Name;   // a group's momentum is in its options, not in the optimiser's default
 
     /// <summary>A model in words: its type and its size, e.g. "Sequential, 235,146 parameters".</summary>
     public static string ModelText(nn.Module model)

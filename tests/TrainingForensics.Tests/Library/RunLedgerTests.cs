@@ -110,4 +110,17 @@ public class RunLedgerTests
         Assert.Equal("Sequential, 66 parameters, SGD · batch [8×5]", keys.For(new long[] { 8, 5 }));
         Assert.Equal(full, keys.For(new long[] { 16, 5 }));           // and back
     }
+
+    [Fact]
+    public void The_workload_key_tells_sgd_with_momentum_from_plain_sgd()
+    {
+        // momentum keeps a buffer per parameter (a pass more per step): its steps are another workload
+        var model = Mlp.Create(new[] { 5, 7, 3 });
+        string Text(optim.Optimizer o) => TrainingLoop.ModelText(model, o);
+        Assert.Equal("Sequential, 66 parameters, SGD", Text(Optimizers.Create("sgd", model.parameters(), 0.1)));
+        Assert.Equal("Sequential, 66 parameters, SGD-momentum", Text(Optimizers.Create("sgd-momentum", model.parameters(), 0.1)));   // momentum in a group's options
+        Assert.Equal("Sequential, 66 parameters, SGD-momentum", Text(optim.SGD(model.parameters(), 0.1, momentum: 0.9)));           // in the optimiser's defaults
+        Assert.Equal("Sequential, 66 parameters, SGD", Text(optim.SGD(model.parameters(), 0.1)));
+        Assert.Equal("Sequential, 66 parameters, Adam", Text(Optimizers.Create("adam", model.parameters(), 0.1)));
+    }
 }

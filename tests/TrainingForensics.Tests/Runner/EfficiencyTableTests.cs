@@ -1,3 +1,4 @@
+using TrainingForensics.Results;
 using TrainingForensics.Runner;
 using static TrainingForensics.Tests.Runner.RunnerKit;
 
@@ -42,8 +43,36 @@ public class EfficiencyTableTests
         Assert.Contains("| 00-tiny | Sequential, 26 parameters, SGD · batch [8×3] | 5 |", workloads[2]);
         Assert.Equal(workloads[0].Count(c => c == '|'), workloads[2].Count(c => c == '|'));
 
+        // the same row with the workload timed bare: pure training is its steps at the bare rate (one run at a time: alone)
+        var bare = row with { Bare = new Dictionary<string, BareStepTime> { [workload.Workload] = new(0.002, 0.003) } };
+        Assert.Equal(5 * 0.002, bare.PureTrainingSeconds, 12);
+        Assert.Equal(1, bare.BareShare, 12);
+        Assert.Equal(0, row.BareShare, 12);
+        Assert.StartsWith("| 00-tiny | 30.0 | 5 | 1.00 | 0.0 | 100 % |", NotebookEfficiency.Table([bare]).Last());
+        Assert.Contains("| 2.000 | 3.000 |", NotebookEfficiency.Workloads([bare]).Last());
+        Assert.Contains("| not timed | not timed |", NotebookEfficiency.Workloads([row]).Last());
+
         // a notebook without a ledger (not run, or not a good run) is named in the error
         var e = Assert.Throws<FileNotFoundException>(() => NotebookEfficiency.Read("absent", 1, kit.OutDir));
         Assert.Contains("absent.ledger.json", e.Message);
+    }
+
+    [Fact]
+    public void Bare_step_times_give_the_wall_time_of_the_runs_side_by_side()
+    {
+        var t = new BareStepTime(AloneSeconds: 0.010, SideBySideSeconds: 0.016);
+        Assert.Equal(1000 * 0.010, t.WallSeconds(1000, 1), 12);        // one run at a time: steps × alone
+        Assert.Equal(1000 * 0.016 / 2, t.WallSeconds(1000, 2), 12);    // always two at once: two steps per side-by-side step time
+        // 1.5 at once: half the wall time W two runs (2 steps per 16 ms), half one run (1 per 10 ms): 1000 = W/2·(2/0.016 + 1/0.010)
+        Assert.Equal(1000 / (0.5 * (2 / 0.016 + 1 / 0.010)), t.WallSeconds(1000, 1.5), 12);
+        Assert.Equal(t.WallSeconds(1000, 2), t.WallSeconds(1000, 3.5), 12);   // more than two at once counts as two (the pairs timed)
+
+        // a workload at concurrency 2 in a ledger: pure training from the bare pair rate, not the in-run median
+        var w = new WorkloadSteps("m · batch [1]", 1000, 30.0, 0.030) { WallShareSeconds = 15.0 };
+        var row = new EfficiencyRow("02-x", 20, new LedgerSnapshot(new Dictionary<string, double>(), [w]))
+            { Bare = new Dictionary<string, BareStepTime> { ["m · batch [1]"] = t } };
+        Assert.Equal(8.0, row.PureTrainingSeconds, 12);
+        var withoutBare = row with { Bare = new Dictionary<string, BareStepTime>() };
+        Assert.Equal(15.0, withoutBare.PureTrainingSeconds, 12);   // 1000 × 30 ms ÷ 2 at once
     }
 }
