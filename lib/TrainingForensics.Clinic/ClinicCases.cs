@@ -11,6 +11,7 @@ using static TorchSharp.torch.nn;
 
 using TrainingForensics.Diagnostics;
 using TrainingForensics.Diagnostics.Doctor;
+using TrainingForensics.Native;
 
 namespace TrainingForensics.Clinic;
 
@@ -234,7 +235,7 @@ public static class ClinicCases
         return cases;
     }
 
-    static ClinicSetup WithInputScale(this ClinicSetup s, double scale) => s with { Batches = s.Batches.Select(b => (b.X * scale, b.Y)) };
+    static ClinicSetup WithInputScale(this ClinicSetup s, double scale) => s with { Batches = s.Batches.Select(b => (b.X.Times(scale), b.Y)) };
 
     static ClinicSetup WithLabelsShifted(this ClinicSetup s) => s with { Batches = s.Batches.Select(b => (b.X, b.Y.roll(1, 0))) };
 

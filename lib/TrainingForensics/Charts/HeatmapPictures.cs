@@ -1,6 +1,7 @@
 using Plotly.NET;
 using TorchSharp;
 using static TorchSharp.torch;
+using TrainingForensics.Native;
 
 namespace TrainingForensics.Charts;
 
@@ -22,12 +23,12 @@ public static class HeatmapPictures
         var captions = new List<string>();
         var img = images.detach().cpu().squeeze(1);
         var lo = img.amin(new long[] { 1, 2 }, keepdim: true); var hi = img.amax(new long[] { 1, 2 }, keepdim: true);
-        rows.Add((img - lo) / (hi - lo + 1e-6));
+        rows.Add((img - lo) / (hi - lo).Plus(1e-6));
         captions.Add("input");
         foreach (var (label, maps) in groups)
         {
             if (maps.dim() != 4 || maps.shape[0] != n) throw new ArgumentException($"maps '{label}' must be {n}×K×h×w, got [{string.Join(",", maps.shape)}]");
-            var m = maps.detach().cpu().sum(1, keepdim: true).clamp(0, 1);
+            var m = maps.detach().cpu().sum(1, keepdim: true).Clamped(0, 1);
             rows.Add(nn.functional.interpolate(m, new long[] { size, size }, mode: InterpolationMode.Nearest).squeeze(1));
             captions.Add(label);
         }

@@ -1,5 +1,6 @@
 using TorchSharp;
 using static TorchSharp.torch;
+using TrainingForensics.Native;
 
 namespace TrainingForensics.Data;
 
@@ -18,7 +19,7 @@ internal static class BatchOrder
         long[] index;
         // Own scope: this runs lazily inside whatever scope the caller opened for the first batch.
         using (NewDisposeScope())
-            index = (shuffle ? randperm(count, generator: generator) : arange(count)).data<long>().ToArray();  // host: the order is drawn with the CPU generator, the same for a seed whatever the data device
+            index = (shuffle ? randperm(count, generator: generator) : HeldScalars.Range(count)).data<long>().ToArray();  // host: the order is drawn with the CPU generator, the same for a seed whatever the data device
         for (long start = 0; start < count; start += batchSize)
         {
             long n = Math.Min(batchSize, count - start);

@@ -1,5 +1,6 @@
 using TorchSharp;
 using static TorchSharp.torch;
+using TrainingForensics.Native;
 
 namespace TrainingForensics.Data;
 
@@ -74,7 +75,7 @@ public sealed class EcgSet : IDisposable
         if (x.dim() != 2) throw new ArgumentException($"standardize expects N×L records, got [{string.Join(",", x.shape)}]");
         using var scope = NewDisposeScope();
         var mean = x.mean(new long[] { 1 }, keepdim: true);
-        var std = x.std(1, keepdim: true).clamp_min(1e-6);
+        var std = x.std(1, keepdim: true).AtLeastOf(1e-6);
         return ((x - mean) / std).MoveToOuterDisposeScope();
     }
 
@@ -150,7 +151,7 @@ public static class EcgGenerator
             {
                 using var scope = NewDisposeScope();
                 var gen = new Generator((ulong)options.Seed + 0x9E3779B9UL);
-                x.add_(randn(new long[] { n, length }, generator: gen), alpha: options.NoiseMv);  // host: seeded on the host generator, as the records
+                x.AddScaledInPlace(randn(new long[] { n, length }, generator: gen), options.NoiseMv);  // host: seeded on the host generator, as the records
             }
         }
         catch

@@ -1,5 +1,6 @@
 using TorchSharp;
 using static TorchSharp.torch;
+using TrainingForensics.Native;
 
 namespace TrainingForensics.Data;
 
@@ -21,10 +22,10 @@ public static class KeypointMetrics
         using var scope = NewDisposeScope();
         long w = heatmaps.shape[3];
         var flat = heatmaps.detach().flatten(2).argmax(2); // N×K
-        var ys = flat.div(w, rounding_mode: RoundingMode.floor).to_type(ScalarType.Float32);
-        var xs = flat.remainder(w).to_type(ScalarType.Float32);
+        var ys = flat.FloorDividedBy(w).to_type(ScalarType.Float32);
+        var xs = flat.Remainder(w).to_type(ScalarType.Float32);
         double offset = (stride - 1) / 2.0;
-        return stack(new[] { xs * stride + offset, ys * stride + offset }, 2).MoveToOuterDisposeScope();
+        return stack(new[] { xs.Times(stride).Plus(offset), ys.Times(stride).Plus(offset) }, 2).MoveToOuterDisposeScope();
     }
 
     /// <summary>Distances (N×K, image pixels) between predicted and true keypoints.</summary>
@@ -33,7 +34,7 @@ public static class KeypointMetrics
         CheckShapes(heatmaps, keypoints);
         using var scope = NewDisposeScope();
         var predicted = Locate(heatmaps, stride);
-        return (predicted - keypoints.to_type(ScalarType.Float32)).pow(2).sum(2).sqrt().MoveToOuterDisposeScope();
+        return (predicted - keypoints.to_type(ScalarType.Float32)).Squared().sum(2).sqrt().MoveToOuterDisposeScope();
     }
 
     /// <summary>Number of keypoints found within <paramref name="tolerance"/> image pixels (out of N·K).</summary>
@@ -41,7 +42,7 @@ public static class KeypointMetrics
     {
         if (!(tolerance >= 0)) throw new ArgumentOutOfRangeException(nameof(tolerance), tolerance, "tolerance must be zero or positive");
         using var d = Distances(heatmaps, keypoints, stride);
-        using var ok = d.le(tolerance);
+        using var ok = d.AtMost(tolerance);
         return ok.sum().item<long>();
     }
 

@@ -1,5 +1,6 @@
 using TorchSharp;
 using static TorchSharp.torch;
+using TrainingForensics.Native;
 
 namespace TrainingForensics.Data;
 
@@ -155,7 +156,7 @@ public static class Mnist
                 throw new DataFileException(labels.Path, $"label {labels.Data[i]} at index {i} is not a class 0–{classes - 1}");
         int h = images.Shape[1], w = images.Shape[2];
         using var bytes = tensor(images.Data, new long[] { n, 1, h, w }, ScalarType.Byte);  // host: decoded on the host; Load copies the sets to the device once
-        var x = bytes.to_type(ScalarType.Float32).div_(255f);
+        var x = bytes.to_type(ScalarType.Float32).DivideInPlace(255f);
         var y = tensor(labels.Data, ScalarType.Byte).to_type(ScalarType.Int64);  // host: with the images
         return new ImageSet(name, x, y);
     }

@@ -1,5 +1,6 @@
 using TorchSharp;
 using static TorchSharp.torch;
+using TrainingForensics.Native;
 
 namespace TrainingForensics.Diagnostics;
 
@@ -48,7 +49,7 @@ public static class SquashedCrossEntropy
     public static float AllPredictedFloat32(int predicted, Tensor labels, int classes = 2)
     {
         using var scope = NewDisposeScope();
-        var onehot = nn.functional.one_hot(full(labels.shape[0], predicted, ScalarType.Int64, device: labels.device), classes).to_type(ScalarType.Float32);
+        var onehot = nn.functional.one_hot(HeldScalars.Filled(labels.shape[0], predicted, ScalarType.Int64, labels.device), classes).to_type(ScalarType.Float32);
         return nn.functional.cross_entropy(onehot, labels.to_type(ScalarType.Int64)).item<float>();
     }
 
@@ -119,7 +120,7 @@ public sealed class ProbabilitiesIntoLogitsLoss : Check
         double min = o.min().item<double>(), max = o.max().item<double>();
         bool unit = min >= 0 && max <= 1;
         double rowSumError = double.NaN;
-        if (unit && o.dim() == 2 && o.shape[1] > 1) rowSumError = (o.sum(1) - 1).abs().max().item<double>();
+        if (unit && o.dim() == 2 && o.shape[1] > 1) rowSumError = o.sum(1).Minus(1L).abs().max().item<double>();
         bool softmax = unit && rowSumError <= 1e-5;
         if (!unit) { _streak = 0; _since = -1; return; }
         if (_streak++ == 0) _since = step;

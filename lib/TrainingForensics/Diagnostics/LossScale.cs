@@ -3,6 +3,7 @@ using Microsoft.Data.Analysis;
 using TorchSharp;
 using TrainingForensics.Training;
 using static TorchSharp.torch;
+using TrainingForensics.Native;
 
 namespace TrainingForensics.Diagnostics;
 
@@ -121,7 +122,7 @@ public static class LossScale
             double na = a[i].norm().item<double>(), nb = b[i].norm().item<double>();
             double ratio = nb > 0 ? na / nb : double.NaN;
             double maxA = a[i].abs().max().item<double>();
-            double dev = maxA > 0 && double.IsFinite(ratio) ? (a[i] - b[i] * ratio).abs().max().item<double>() / maxA : double.NaN;
+            double dev = maxA > 0 && double.IsFinite(ratio) ? (a[i] - b[i].Times(ratio)).abs().max().item<double>() / maxA : double.NaN;
             rows.Add(new GradientComparison(named[i].name, na, nb, ratio, dev));
         }
         return rows;

@@ -1,5 +1,6 @@
 using TorchSharp;
 using static TorchSharp.torch;
+using TrainingForensics.Native;
 
 namespace TrainingForensics.Metrics;
 
@@ -70,7 +71,7 @@ public static class Accuracy
             if (labels.dim() == 2 && labels.shape[1] == c)
             {
                 using var rowSums = labels.to_type(ScalarType.Float64).sum(1);
-                bool oneHot = labels.eq(0).logical_or(labels.eq(1)).all().item<bool>() && rowSums.eq(1).all().item<bool>();
+                bool oneHot = labels.EqualTo(0).logical_or(labels.EqualTo(1)).all().item<bool>() && rowSums.EqualTo(1).all().item<bool>();
                 if (!oneHot)
                     throw new MetricInputException($"labels {l} have the scores' shape but are not one-hot rows (0/1 entries, one 1 per row)");
                 return (predictions.argmax(1), labels.argmax(1));

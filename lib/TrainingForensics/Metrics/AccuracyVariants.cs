@@ -1,6 +1,7 @@
 using Microsoft.Data.Analysis;
 using TorchSharp;
 using static TorchSharp.torch;
+using TrainingForensics.Native;
 
 namespace TrainingForensics.Metrics;
 
@@ -106,7 +107,7 @@ public sealed class BinaryAccuracy : AccuracyMetric
     {
         var (t, p) = SqueezeToSameRank(yTrue, yPred);
         RequireSameShape(t, p, "binary accuracy");
-        var predicted = p.to_type(ScalarType.Float64).gt(Threshold).to_type(ScalarType.Float64);
+        var predicted = p.to_type(ScalarType.Float64).GreaterThan(Threshold).to_type(ScalarType.Float64);
         return t.to_type(ScalarType.Float64).eq(predicted).to_type(ScalarType.Float64).mean(new long[] { -1 });
     }
 }

@@ -1,6 +1,7 @@
 using Microsoft.Data.Analysis;
 using TorchSharp;
 using static TorchSharp.torch;
+using TrainingForensics.Native;
 
 namespace TrainingForensics.Metrics;
 
@@ -34,7 +35,7 @@ public sealed class ConfusionMatrix
             throw new MetricInputException($"labels must be integer class indices [N], got {Metrics.Accuracy.Describe(labels)}");
         Tensor predicted;
         if (predictions.dim() == 2 && predictions.shape[1] == classes && predictions.is_floating_point()) predicted = predictions.argmax(1);
-        else if (predictions.dim() == 2 && predictions.shape[1] == 1 && classes == 2 && predictions.is_floating_point()) predicted = predictions.squeeze(1).gt(0).to_type(ScalarType.Int64);
+        else if (predictions.dim() == 2 && predictions.shape[1] == 1 && classes == 2 && predictions.is_floating_point()) predicted = predictions.squeeze(1).GreaterThan(0).to_type(ScalarType.Int64);
         else if (predictions.dim() == 1 && !predictions.is_floating_point()) predicted = predictions.to_type(ScalarType.Int64);
         else throw new MetricInputException($"predictions {Metrics.Accuracy.Describe(predictions)} are neither scores [N,{classes}], a logit column [N,1] (two classes) nor integer classes [N]");
         if (predicted.shape[0] != labels.shape[0])

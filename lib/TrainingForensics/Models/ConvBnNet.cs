@@ -2,6 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
+using TrainingForensics.Native;
 
 namespace TrainingForensics.Models;
 
@@ -117,6 +118,6 @@ public static class ConvBnNet
             RegisterComponents();
         }
 
-        public override Tensor forward(Tensor x) => residual ? body.call(x) + x : body.call(x);
+        public override Tensor forward(Tensor x) => residual ? body.call(x).Plus(x) : body.call(x);
     }
 }

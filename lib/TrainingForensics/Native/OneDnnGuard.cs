@@ -46,7 +46,7 @@ public static class OneDnnGuard
         using var scope = NewDisposeScope();
         var g = new Generator(12345);
         var x = randn(new long[] { 8, 24, 16, 16 }, generator: g);  // host: a self-check of the CPU convolution
-        var w = randn(new long[] { 24, 24, 3, 3 }, generator: g) * 0.1;  // host: a self-check of the CPU convolution
+        var w = randn(new long[] { 24, 24, 3, 3 }, generator: g).Times(0.1);  // host: a self-check of the CPU convolution
         var b = randn(new long[] { 24 }, generator: g);  // host: a self-check of the CPU convolution
         var y32 = nn.functional.conv2d(x, w, b, padding: new long[] { 1, 1 });
         var y64 = nn.functional.conv2d(x.to_type(ScalarType.Float64), w.to_type(ScalarType.Float64), b.to_type(ScalarType.Float64), padding: new long[] { 1, 1 });

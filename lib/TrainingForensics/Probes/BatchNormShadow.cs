@@ -1,6 +1,7 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using TrainingForensics.Native;
 
 namespace TrainingForensics.Probes;
 
@@ -57,8 +58,8 @@ public sealed class BatchNormShadow : IDisposable
         foreach (var (m, list) in _shadows)
         {
             var (rm, rv) = list[index];
-            rm.mul_(1 - m).add_(mean, alpha: m);
-            rv.mul_(1 - m).add_(variance, alpha: m);
+            rm.ScaleAndAddInPlace(1 - m, mean, m);
+            rv.ScaleAndAddInPlace(1 - m, variance, m);
         }
     }
 

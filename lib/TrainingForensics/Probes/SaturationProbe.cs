@@ -1,6 +1,7 @@
 using TorchSharp;
 using TrainingForensics.Training;
 using static TorchSharp.torch;
+using TrainingForensics.Native;
 
 namespace TrainingForensics.Probes;
 
@@ -58,8 +59,8 @@ public sealed class OutputSaturation
         if (outputs.numel() == 0) throw new ArgumentException("cannot measure the saturation of an empty tensor");
         using var scope = NewDisposeScope();
         var o = outputs.detach().to_type(ScalarType.Float64);
-        var inUnit = o.ge(0).logical_and(o.le(1));
-        var nearEdge = o.le(epsilon).logical_or(o.ge(1 - epsilon));
+        var inUnit = o.AtLeast(0).logical_and(o.AtMost(1));
+        var nearEdge = o.AtMost(epsilon).logical_or(o.AtLeast(1 - epsilon));
         double n = o.numel();
         return (inUnit.logical_and(nearEdge).sum().item<long>() / n, inUnit.sum().item<long>() / n);
     }

@@ -1,5 +1,6 @@
 using TorchSharp;
 using static TorchSharp.torch;
+using TrainingForensics.Native;
 
 namespace TrainingForensics.Training;
 
@@ -101,8 +102,8 @@ public static class Losses
         {
             Reduction.None => elementwise.alias(),
             Reduction.Sum => elementwise.sum(),
-            Reduction.SumOverBatch => elementwise.sum() / batch,
-            Reduction.SumOverOutputs => elementwise.sum() / outputs,
+            Reduction.SumOverBatch => elementwise.sum().DividedBy(batch),
+            Reduction.SumOverOutputs => elementwise.sum().DividedBy(outputs),
             Reduction.Mean => elementwise.mean(),
             _ => throw new ArgumentOutOfRangeException(nameof(reduction), reduction, "unknown reduction"),
         };
@@ -137,7 +138,7 @@ public static class Losses
     }
 
     /// <summary>Per-element squared errors (outputs − targets)², shape B×C.</summary>
-    public static Tensor SquaredErrors(Tensor outputs, Tensor targets) => (outputs - AsTargets(outputs, targets)).square();
+    public static Tensor SquaredErrors(Tensor outputs, Tensor targets) => (outputs - AsTargets(outputs, targets)).Squared();
 
     /// <summary>Squared error with an explicit reduction (targets: class indices or one-hot / same-shape).</summary>
     public static Tensor SquaredError(Tensor outputs, Tensor targets, Reduction reduction) =>

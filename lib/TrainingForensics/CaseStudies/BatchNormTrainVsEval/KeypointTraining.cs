@@ -8,6 +8,7 @@ using TrainingForensics.Probes;
 using TrainingForensics.Setup;
 using TrainingForensics.Training;
 using static TorchSharp.torch;
+using TrainingForensics.Native;
 
 namespace TrainingForensics.CaseStudies.BatchNormTrainVsEval;
 
@@ -264,8 +265,8 @@ public static class KeypointTraining
                     if (before is not null)
                         using (no_grad())
                         {
-                            double delta = Math.Sqrt(convWeights.Zip(before, (p, b) => (p - b).pow(2).sum().item<float>()).Sum());
-                            double norm = Math.Sqrt(convWeights.Sum(p => p.pow(2).sum().item<float>()));
+                            double delta = Math.Sqrt(convWeights.Zip(before, (p, b) => (p - b).Squared().sum().item<float>()).Sum());
+                            double norm = Math.Sqrt(convWeights.Sum(p => p.Squared().sum().item<float>()));
                             weightSteps.Add(new WeightStep(next, norm, delta));
                         }
                 }

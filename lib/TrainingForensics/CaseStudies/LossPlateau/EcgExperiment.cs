@@ -9,6 +9,7 @@ using TrainingForensics.Probes;
 using TrainingForensics.Setup;
 using TrainingForensics.Training;
 using static TorchSharp.torch;
+using TrainingForensics.Native;
 
 namespace TrainingForensics.CaseStudies.LossPlateau;
 
@@ -127,12 +128,12 @@ public static class EcgExperiment
     {
         using var scope = NewDisposeScope();
         var x = set.Signals.to_type(ScalarType.Float64);
-        return x.mean(new long[] { 1 }).square().mean().item<double>() / x.square().mean().item<double>();
+        return x.mean(new long[] { 1 }).Squared().mean().item<double>() / x.Squared().mean().item<double>();
     }
 
     /// <summary>Predicted classes from outputs: argmax of two columns; a single column is class 1 above 0 (logit) or 0.5 (sigmoid).</summary>
     public static Tensor Predict(Tensor outputs, string activation) =>
-        outputs.shape[1] == 1 ? outputs.squeeze(1).gt(activation == "sigmoid" ? 0.5 : 0.0).to_type(ScalarType.Int64) : outputs.argmax(1);
+        outputs.shape[1] == 1 ? outputs.squeeze(1).GreaterThan(activation == "sigmoid" ? 0.5 : 0.0).to_type(ScalarType.Int64) : outputs.argmax(1);
 
     /// <summary>
     /// Trains <paramref name="config"/> on <paramref name="train"/>, evaluating on <paramref name="eval"/>. Sets that are

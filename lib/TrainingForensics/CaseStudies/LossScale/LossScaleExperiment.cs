@@ -5,6 +5,7 @@ using TrainingForensics.Models;
 using TrainingForensics.Setup;
 using TrainingForensics.Training;
 using static TorchSharp.torch;
+using TrainingForensics.Native;
 
 namespace TrainingForensics.CaseStudies.LossScale;
 
@@ -133,7 +134,7 @@ public sealed class LossScaleExperiment : IDisposable
         return (outputs, targets) =>
             targets.dim() == 1 && outputs.dim() == 2 && outputs.shape[1] == Classes && outputs.dtype == ScalarType.Float32
                 && targets.dtype == ScalarType.Int64 && targets.IsOn(Device) && outputs.IsOn(Device)
-                ? Losses.Reduce((outputs - _oneHotRows.index_select(0, targets)).square(), reduction)
+                ? Losses.Reduce((outputs - _oneHotRows.index_select(0, targets)).Squared(), reduction)
                 : general(outputs, targets);
     }
 

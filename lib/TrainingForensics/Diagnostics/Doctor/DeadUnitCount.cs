@@ -1,6 +1,7 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using TrainingForensics.Native;
 
 namespace TrainingForensics.Diagnostics.Doctor;
 
@@ -59,7 +60,7 @@ internal sealed class DeadUnitCount
     }
 
     /// <summary>The number of dead units among those summed, as a scalar on the device (null when none were summed).</summary>
-    public Tensor? DeadUnits() => _perUnitSums.Count == 0 ? null : cat(_perUnitSums).le(0).sum();
+    public Tensor? DeadUnits() => _perUnitSums.Count == 0 ? null : cat(_perUnitSums).AtMost(0).sum();
 
     /// <summary>Forgets the sums (after a measurement, or at the next training pass).</summary>
     public void Clear()

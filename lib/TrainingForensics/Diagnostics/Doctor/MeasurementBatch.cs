@@ -2,6 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using TrainingForensics.Probes;
 using static TorchSharp.torch;
+using TrainingForensics.Native;
 
 namespace TrainingForensics.Diagnostics.Doctor;
 
@@ -123,8 +124,8 @@ internal sealed class MeasurementBatch : IDisposable
         values.Add(min); values.Add(max);
         if (!countSaturated) return;
         // |o − ½| ∈ [½ − ε, ½] ⇔ o ∈ [0, ε] ∪ [1 − ε, 1]
-        var d = (o - 0.5).abs_();
-        counts.Add(d.ge(0.5 - _saturationEpsilon).logical_and_(d.le(0.5)).sum());
+        var d = o.Minus(0.5).abs_();
+        counts.Add(d.AtLeast(0.5 - _saturationEpsilon).logical_and_(d.AtMost(0.5)).sum());
     }
 
     /// <summary>[values | counts | zero_grad vectors] on the host, in one transfer.</summary>
@@ -159,7 +160,7 @@ internal sealed class MeasurementBatch : IDisposable
             {
                 var rowAbs = g.flatten(1).abs().sum(1);
                 rows += rowAbs.shape[0];
-                dead += rowAbs.eq(0).sum().item<long>();
+                dead += rowAbs.EqualTo(0).sum().item<long>();
             }
         return (rows, dead);
     }

@@ -3,6 +3,7 @@ using TorchSharp.Modules;
 using TrainingForensics.Results;
 using TrainingForensics.Training;
 using static TorchSharp.torch;
+using TrainingForensics.Native;
 
 namespace TrainingForensics.Diagnostics.Doctor;
 
@@ -245,7 +246,7 @@ public sealed class TrainingDoctor : IDisposable
             double Value(Tensor output, Tensor target) => fn(output, target).to_type(ScalarType.Float64).item<double>();
             if (o.dim() == 2 && o.shape[1] > 1)
             {
-                double a = Value(o, targets), b = Value(o + 1.0, targets), c = Value(o * 2.0 + 0.5, targets);
+                double a = Value(o, targets), b = Value(o.Plus(1.0), targets), c = Value(o.Times(2.0).Plus(0.5), targets);
                 return Math.Abs(a - b) <= 1e-5 * Math.Max(1, Math.Abs(a)) && Math.Abs(a - c) > 1e-6;
             }
             if (targets.numel() != o.numel()) return false;

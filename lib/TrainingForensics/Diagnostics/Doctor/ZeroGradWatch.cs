@@ -1,6 +1,7 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using TrainingForensics.Native;
 
 namespace TrainingForensics.Diagnostics.Doctor;
 
@@ -86,7 +87,7 @@ internal sealed class ZeroGradWatch : IDisposable
         var shape = _channelsLast ? new[] { c } : new[] { c }.Concat(Enumerable.Repeat(1L, (int)output.dim() - 2)).ToArray();
         _ownGrad = zeros(shape, output.dtype, output.device, requires_grad: true);
         _ownGrad.DetachFromDisposeScope();
-        return output + _ownGrad;
+        return output.Plus(_ownGrad);
     }
 
     /// <summary>
