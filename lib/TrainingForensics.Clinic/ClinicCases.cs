@@ -108,7 +108,7 @@ public static class ClinicCases
         var model = EcgExperiment.CreateModel(config, (int)train.Length).On(device);
         return new ClinicSetup
         {
-            Model = model, Optimizer = optim.Adam(model.parameters(), lr), Loss = EcgExperiment.CreateLoss(loss),
+            Model = model, Optimizer = Optimizers.Create("adam", model.parameters(), lr), Loss = EcgExperiment.CreateLoss(loss),
             Batches = Endless(g => train.Batches(32, true, g, standardize: standardize, dropLast: true), seed, device),
             Hookup = hookup,
         };
@@ -168,7 +168,7 @@ public static class ClinicCases
     static ClinicSetup MnistCnn(int seed, Device device)
     {
         var model = SmallCnn().On(device);
-        return new ClinicSetup { Model = model, Optimizer = optim.SGD(model.parameters(), 0.05, momentum: 0.9), Loss = CrossEntropy, Batches = MnistBatches(seed, 64, flatten: false, device) };
+        return new ClinicSetup { Model = model, Optimizer = Optimizers.Create("sgd-momentum", model.parameters(), 0.05, momentum: 0.9), Loss = CrossEntropy, Batches = MnistBatches(seed, 64, flatten: false, device) };
     }
 
     /// <summary>The full suite (cases marked Quick form the test-suite subset).</summary>
@@ -240,7 +240,7 @@ public static class ClinicCases
     static ClinicSetup WithLabelsShifted(this ClinicSetup s) => s with { Batches = s.Batches.Select(b => (b.X, b.Y.roll(1, 0))) };
 
     static ClinicSetup WithOptimizerOnLastLayer(this ClinicSetup s, double lr) =>
-        s with { Optimizer = optim.Adam(s.Model.named_modules().Last(m => m.module is Linear).module.parameters(), lr) };
+        s with { Optimizer = Optimizers.Create("adam", s.Model.named_modules().Last(m => m.module is Linear).module.parameters(), lr) };
 
     /// <summary>The test-suite subset.</summary>
     public static IReadOnlyList<ClinicCase> Quick() => All().Where(c => c.Quick).ToList();

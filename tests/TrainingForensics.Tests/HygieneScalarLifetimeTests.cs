@@ -62,6 +62,12 @@ public class HygieneScalarLifetimeTests
     static bool IsTorch(ITypeSymbol? t) => t?.ContainingNamespace?.ToDisplayString().StartsWith("TorchSharp", StringComparison.Ordinal) == true;
     static bool IsScalar(ITypeSymbol? t) => t?.Name == "Scalar" && IsTorch(t);
     static bool IsTensor(ITypeSymbol? t) => t?.Name == "Tensor" && IsTorch(t);
+    static bool InheritsOptimizer(ITypeSymbol? t)
+    {
+        for (var b = t; b is not null; b = b.BaseType)
+            if (b.Name == "Optimizer" && IsTorch(b)) return true;
+        return false;
+    }
 
     static string? Reason(IOperation op)
     {
@@ -86,7 +92,15 @@ public class HygieneScalarLifetimeTests
                 var t = i.TargetMethod;
                 if (t.Name is "add" or "add_" && t.Parameters.Length == 1) return $"Tensor.{t.Name}(x) (alpha 1 made on the fly)";
                 if (t.Name == "square" && t.Parameters.Length == 0) return "Tensor.square() (pow(2) with a Scalar made on the fly)";
+                if (t.Name is "addcdiv" or "addcdiv_" && t.Parameters.Length == 2) return $"Tensor.{t.Name}(a, b) (value 1 made on the fly)";
                 return null;
+            // TorchSharp's optimisers make their hyper-parameters' Scalars on the fly every step
+            case IInvocationOperation f when f.TargetMethod.ContainingType?.Name == "optim" && IsTorch(f.TargetMethod.ContainingType)
+                                             && IsTorch(f.TargetMethod.ReturnType) && f.TargetMethod.ReturnType.Name != "LRScheduler"
+                                             && InheritsOptimizer(f.TargetMethod.ReturnType):
+                return $"optim.{f.TargetMethod.Name}(…) (use Optimizers.Create: its optimisers hold their Scalars)";
+            case IObjectCreationOperation n when InheritsOptimizer(n.Type) && IsTorch(n.Type):
+                return $"new {n.Type!.Name}(…) (use Optimizers.Create: its optimisers hold their Scalars)";
             case IInvocationOperation f when f.TargetMethod.Name == "arange" && IsTorch(f.TargetMethod.ContainingType)
                                              && f.TargetMethod.Parameters.Count(q => IsScalar(q.Type)) < 3:
                 return "arange without start and step (TorchSharp makes 0 and 1 on the fly)";

@@ -8,7 +8,8 @@ namespace TrainingForensics.Training;
 /// The optimisers a reader would try, by name — one factory for the case studies, the clinic and the notebooks'
 /// <c>optimizer</c> parameters. Every name keeps TorchSharp's defaults for what it does not set (Adam's betas
 /// 0.9/0.999 and ε 1e-8, RMSprop's α 0.99 and ε 1e-8, no dampening or Nesterov), so a run built here is the same run,
-/// step for step, as one built with <c>optim.SGD/Adam/AdamW/RMSProp</c> and the same settings.
+/// step for step, as one built with <c>optim.SGD/Adam/AdamW/RMSProp</c> and the same settings — bit for bit: they are
+/// TorchSharp's optimisers with the step rewritten to hold its Scalars through each call (HeldScalarOptimizers.cs).
 /// </summary>
 /// <remarks>
 /// Weight decay: <c>adamw</c> decays decoupled (w ← w − lr·λ·w, beside the Adam step); every other name adds
@@ -56,18 +57,18 @@ public static class Optimizers
             {
                 double m = Momentum(key, momentum, key == "sgd-momentum" ? DefaultSgdMomentum : 0);
                 if (key == "sgd-momentum" && !(m > 0)) throw new ArgumentOutOfRangeException(nameof(momentum), m, "sgd-momentum needs a momentum above 0 (use sgd for none)");
-                return optim.SGD(list.Select(g => new SGD.ParamGroup(g.Parameters, lr, momentum: m, weight_decay: g.WeightDecay)), lr);
+                return new HeldScalarSGD(list.Select(g => new SGD.ParamGroup(g.Parameters, lr, momentum: m, weight_decay: g.WeightDecay)), lr);
             }
             case "adam":
                 Momentum(key, momentum, 0);
-                return optim.Adam(list.Select(g => new Adam.ParamGroup(g.Parameters, lr, weight_decay: g.WeightDecay)), lr);
+                return new HeldScalarAdam(list.Select(g => new Adam.ParamGroup(g.Parameters, lr, weight_decay: g.WeightDecay)), lr);
             case "adamw":
                 Momentum(key, momentum, 0);
-                return optim.AdamW(list.Select(g => new AdamW.ParamGroup(g.Parameters, lr, weight_decay: g.WeightDecay)), lr);
+                return new HeldScalarAdamW(list.Select(g => new AdamW.ParamGroup(g.Parameters, lr, weight_decay: g.WeightDecay)), lr);
             default: // rmsprop
             {
                 double m = Momentum(key, momentum, 0);
-                return optim.RMSProp(list.Select(g => new RMSProp.ParamGroup(g.Parameters, lr, momentum: m, weight_decay: g.WeightDecay)), lr);
+                return new HeldScalarRMSProp(list.Select(g => new RMSProp.ParamGroup(g.Parameters, lr, momentum: m, weight_decay: g.WeightDecay)), lr);
             }
         }
     }

@@ -139,7 +139,14 @@ public sealed class TrainingLoop
     /// <summary>The optimiser's type, and "SGD-momentum" for SGD with momentum (its momentum buffer costs a pass more per step).</summary>
     public static string OptimizerText(optim.Optimizer optimizer) =>
         optimizer is TorchSharp.Modules.SGD sgd && (sgd.Momentum > 0 || sgd.ParamGroups.OfType<TorchSharp.Modules.SGD.ParamGroup>().Any(g => g.Options.momentum > 0))
-            ? "SGD-momentum" : optimizer.GetType().Name;   // a group's momentum is in its options, not in the optimiser's default
+            ? "SGD-momentum" : TorchSharpType(optimizer.GetType()).Name;   // a group's momentum is in its options, not in the optimiser's default
+
+    // Optimizers.Create's optimisers subclass TorchSharp's (HeldScalarOptimizers.cs): name the one they are
+    static Type TorchSharpType(Type t)
+    {
+        while (t.BaseType is { } b && t.Assembly != typeof(optim.Optimizer).Assembly) t = b;
+        return t;
+    }
 
     /// <summary>A model in words: its type and its size, e.g. "Sequential, 235,146 parameters".</summary>
     public static string ModelText(nn.Module model)
