@@ -240,13 +240,28 @@ public class ExecutionTests
 
 public class ProgressForwardingTests
 {
+    /// <summary>Progress lines, each also checked for a text: when it shows up, a marker file the cell waits for appears.</summary>
+    sealed class SignallingWriter(params (string Text, string Marker)[] signals) : StringWriter
+    {
+        public override void WriteLine(string? value)
+        {
+            base.WriteLine(value);
+            foreach (var (text, marker) in signals)
+                if (value is not null && value.Contains("still running") && value.Contains(text) && !File.Exists(marker)) File.WriteAllText(marker, "");
+        }
+    }
+
     [Fact]
     public void A_long_cell_s_still_running_lines_carry_its_own_progress_text()
     {
         using var kit = new RunnerKit();
+        string seen1 = Path.Combine(kit.Dir, "seen-step-1"), seen2 = Path.Combine(kit.Dir, "seen-step-2");
+        // the cell moves on only once a still-running line has shown its current text (no race with the heartbeat on a busy machine)
+        string wait(string marker) =>
+            $"{{ var w = System.Diagnostics.Stopwatch.StartNew(); while (!System.IO.File.Exists(@\"{marker}\") && w.Elapsed.TotalSeconds < 60) System.Threading.Thread.Sleep(20); }}";
         string path = kit.Write("slow",
-            RunnerKit.Code("var p = display(\"training… step 1 of 3\");\nSystem.Threading.Thread.Sleep(700);\np.Update(\"training… step 2 of 3\");\nSystem.Threading.Thread.Sleep(700);"));
-        var progress = new StringWriter();
+            RunnerKit.Code($"var p = display(\"training… step 1 of 3\");\n{wait(seen1)}\np.Update(\"training… step 2 of 3\");\n{wait(seen2)}"));
+        var progress = new SignallingWriter(("training… step 1 of 3", seen1), ("training… step 2 of 3", seen2));
         var executor = new NotebookExecutor(TextWriter.Synchronized(progress)) { Heartbeat = TimeSpan.FromMilliseconds(250) };
         var prepared = NotebookExecutor.Prepare(Notebook.Load(path), "slow", Array.Empty<KeyValuePair<string, string>>(), strictParameters: true);
         var result = executor.Run(prepared, kit.OutDir);
