@@ -1,6 +1,5 @@
 using TorchSharp;
 using static TorchSharp.torch;
-using TrainingForensics.Native;
 
 namespace TrainingForensics.Data;
 
@@ -86,7 +85,7 @@ public sealed class KeypointSet : IDisposable
         if (batchSize < 1) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "batch size must be at least 1");
         if (dropLast && batchSize > Count) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, $"batch size exceeds the {Count} samples of the set");
         // drawn on the CPU (the generator's device: the same order for a seed wherever the data lives), used where the data is
-        Tensor order = generator is null ? HeldScalars.Range(Count) : randperm(Count, generator: generator, dtype: int64);  // host: drawn with the CPU generator, moved to the data below
+        Tensor order = generator is null ? Native.HeldScalars.Range(Count) : randperm(Count, generator: generator, dtype: int64);  // host: drawn with the CPU generator, moved to the data below
         if (Device.type != DeviceType.CPU) { var there = order.to(Device); order.Dispose(); order = there; }
         order.DetachFromDisposeScope(); // lives across the caller's per-step scopes; disposed below
         try
