@@ -96,7 +96,6 @@ public class HygieneScalarLifetimeTests
                 return null;
             // TorchSharp's optimisers make their hyper-parameters' Scalars on the fly every step
             case IInvocationOperation f when f.TargetMethod.ContainingType?.Name == "optim" && IsTorch(f.TargetMethod.ContainingType)
-                                             && IsTorch(f.TargetMethod.ReturnType) && f.TargetMethod.ReturnType.Name != "LRScheduler"
                                              && InheritsOptimizer(f.TargetMethod.ReturnType):
                 return $"optim.{f.TargetMethod.Name}(…) (use Optimizers.Create: its optimisers hold their Scalars)";
             case IObjectCreationOperation n when InheritsOptimizer(n.Type) && IsTorch(n.Type):
