@@ -144,6 +144,24 @@ public class BatchNormTests
     }
 
     [Fact]
+    public void Shadow_statistics_of_a_BatchNorm1d_match_a_real_layer_per_feature()
+    {
+        TorchEnvironment.Setup(1);
+        var real = nn.BatchNorm1d(5, momentum: 0.2);
+        var slow = nn.BatchNorm1d(5, momentum: 0.01);
+        using var shadow = new BatchNormShadow(nn.Sequential(("bn", slow)), 0.2);
+        real.train(); slow.train();
+        // features with different means and spreads: the statistics must be per feature (dimension 1), not pooled
+        var scale = tensor(new float[] { 1, 10, 0.1f, 3, 50 });
+        for (int i = 0; i < 15; i++) { var x = randn(6, 5) * scale + i; real.call(x); slow.call(x); }
+        using (shadow.Use(0.2))
+        {
+            Assert.True(slow.running_var!.allclose(real.running_var!, rtol: 1e-4));
+            Assert.True(slow.running_mean!.allclose(real.running_mean!, rtol: 1e-4, atol: 1e-6));
+        }
+    }
+
+    [Fact]
     public void Train_eval_gap_preserves_buffers_and_sees_a_stale_running_variance()
     {
         TorchEnvironment.Setup(1);
