@@ -52,14 +52,7 @@ public sealed class BatchNormShadow : IDisposable
         if (!module.training || !is_grad_enabled()) return;
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        // per channel (dimension 1) over every other dimension, in two passes of vectorised sums (the mean, then the
-        // squared deviations from it): libtorch's var() over this layout took ~9× as long, a quarter of 03's step
-        var x = input.detach();
-        var dims = Enumerable.Range(0, (int)x.dim()).Where(d => d != 1).Select(d => (long)d).ToArray();
-        var centre = x.mean(dims, keepdim: true);
-        var deviation = x - centre;
-        var mean = centre.flatten();
-        var variance = (deviation * deviation).sum(dims).DivideInPlace(x.numel() / x.shape[1] - 1); // unbiased, as BatchNorm's running_var
+        var (mean, variance) = BatchNormProbe.ChannelMeanAndVariance(input.detach()); // every training step: kept cheap
         foreach (var (m, list) in _shadows)
         {
             var (rm, rv) = list[index];

@@ -1,6 +1,7 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using TrainingForensics.Training;
+using TrainingForensics.Native;
 using static TorchSharp.torch;
 
 namespace TrainingForensics.Probes;
@@ -180,12 +181,23 @@ public sealed class BatchNormProbe
     public static BatchNormLayerStats Read(string name, NormBase bn, Tensor input, long step)
     {
         using var scope = NewDisposeScope();
-        var flat = input.detach().transpose(0, 1).flatten(1).to_type(ScalarType.Float64); // C × (N·H·W)
-        var mean = flat.mean(new long[] { 1 });
-        var variance = flat.var(1, unbiased: true);
+        var (mean, variance) = ChannelMeanAndVariance(input.detach().to_type(ScalarType.Float64));
         return new BatchNormLayerStats(name, step, Doubles(mean), Doubles(variance),
             Doubles(bn.running_mean!), Doubles(bn.running_var!),
             bn.num_batches_tracked is null ? 0 : bn.num_batches_tracked.item<long>(), bn.momentum);
+    }
+
+    /// <summary>
+    /// Per-channel (dimension 1) mean and unbiased variance over every other dimension of <paramref name="x"/> (N×C×…),
+    /// what a BatchNorm layer normalises with and feeds its running averages. Two passes of vectorised sums (the mean,
+    /// then the squared deviations from it): libtorch's <c>var()</c> over a channel-first copy took ~9× as long.
+    /// </summary>
+    public static (Tensor Mean, Tensor Variance) ChannelMeanAndVariance(Tensor x)
+    {
+        var dims = Enumerable.Range(0, (int)x.dim()).Where(d => d != 1).Select(d => (long)d).ToArray();
+        var centre = x.mean(dims, keepdim: true);
+        var deviation = x - centre;
+        return (centre.flatten(), (deviation * deviation).sum(dims).DivideInPlace(x.numel() / x.shape[1] - 1));
     }
 
     static double[] Doubles(Tensor t) => t.detach().cpu().to_type(ScalarType.Float64).contiguous().data<double>().ToArray();
