@@ -160,6 +160,29 @@ public class CaseStudy1LogitsLossChecksTests
     }
 
     [Fact]
+    public void The_fix_comparison_side_by_side_gives_each_run_the_numbers_it_has_alone()
+    {
+        var data = new EcgOptions { Length = 2_000, Seed = 4 };
+        using var train = EcgGenerator.Generate(data with { Records = 48 });
+        using var eval = EcgGenerator.Generate(data with { Records = 16, AfCount = 8, Seed = 5 });
+        var buggy = new EcgRunConfig { Name = "bug", Steps = 12, Seed = 1 };
+        var bug = EcgExperiment.Run(buggy with { EvaluateEvery = 10 }, train, eval);
+        var lines = new List<string>();
+        var alone = EcgFixComparison.Run(buggy, bug, train, eval, 12, includeMlp: true, workers: 1);
+        var together = EcgFixComparison.Run(buggy, bug, train, eval, 12, includeMlp: true, progress: lines.Add, workers: 2);
+        // in the variants' order, whatever order they ran in; the first, the buggy configuration, is the run given (not trained again)
+        Assert.Same(bug, together.Runs[0]);
+        Assert.Equal(EcgFixComparison.Variants(buggy, 12, includeMlp: true).Select(v => v.Name).Skip(1), together.Runs.Skip(1).Select(r => r.Config.Name));
+        foreach (var (a, t) in alone.Runs.Zip(together.Runs))
+        {
+            Assert.Equal(a.History.Losses, t.History.Losses);   // bit for bit
+            Assert.Equal(a.EvalLosses, t.EvalLosses);
+            Assert.Equal(a.EvalAccuracies, t.EvalAccuracies);
+        }
+        Assert.Equal(10, lines.Count);                          // a line as each of the 9 runs starts, and the summary
+    }
+
+    [Fact]
     public void Bad_configurations_are_refused()
     {
         var unknown = Assert.Throws<ArgumentException>(() => EcgExperiment.CreateModel(new EcgRunConfig { Optimizer = "lbfgs" }, 100)).Message;

@@ -139,7 +139,16 @@ public static class EcgExperiment
     /// Trains <paramref name="config"/> on <paramref name="train"/>, evaluating on <paramref name="eval"/>. Sets that are
     /// not on the config's device are copied there once for the run (hand over sets already there to skip the copy).
     /// </summary>
-    public static EcgRun Run(EcgRunConfig config, EcgSet train, EcgSet eval, string? tensorBoardDir = null, IEnumerable<long>? keepOutputSteps = null)
+    public static EcgRun Run(EcgRunConfig config, EcgSet train, EcgSet eval, string? tensorBoardDir = null, IEnumerable<long>? keepOutputSteps = null) =>
+        Prepare(config, train, eval, tensorBoardDir, keepOutputSteps)();
+
+    /// <summary>
+    /// <see cref="Run"/> in two halves: this builds the run (reseeds, draws the weights from the global seed, copies the
+    /// sets to the device if needed) and returns the training, which draws only from the run's own batch-order
+    /// generator, so runs built one after another can train side by side (<see cref="ConcurrentRuns"/>) with the
+    /// numbers they have alone.
+    /// </summary>
+    public static Func<EcgRun> Prepare(EcgRunConfig config, EcgSet train, EcgSet eval, string? tensorBoardDir = null, IEnumerable<long>? keepOutputSteps = null)
     {
         ArgumentNullException.ThrowIfNull(config);
         config.Validate();
@@ -147,22 +156,26 @@ public static class EcgExperiment
         var device = Placement.Resolve(config.Device);
         var trainOn = train.To(device);
         var evalOn = eval.To(device);
-        try
-        {
-            return Run(config, trainOn, evalOn, device, tensorBoardDir, keepOutputSteps);
-        }
-        finally
-        {
-            if (!ReferenceEquals(trainOn, train)) trainOn.Dispose();
-            if (!ReferenceEquals(evalOn, eval)) evalOn.Dispose();
-        }
-    }
-
-    static EcgRun Run(EcgRunConfig config, EcgSet train, EcgSet eval, Device device, string? tensorBoardDir, IEnumerable<long>? keepOutputSteps)
-    {
-        var watch = Stopwatch.StartNew();
         TorchEnvironment.Reseed(config.Seed);
         var model = CreateModel(config with { Device = device }, (int)train.Length);
+        return () =>
+        {
+            try
+            {
+                return Train(config, trainOn, evalOn, model, tensorBoardDir, keepOutputSteps);
+            }
+            finally
+            {
+                if (!ReferenceEquals(trainOn, train)) trainOn.Dispose();
+                if (!ReferenceEquals(evalOn, eval)) evalOn.Dispose();
+            }
+        };
+    }
+
+    static EcgRun Train(EcgRunConfig config, EcgSet train, EcgSet eval, nn.Module<Tensor, Tensor> model, string? tensorBoardDir,
+        IEnumerable<long>? keepOutputSteps)
+    {
+        var watch = Stopwatch.StartNew();
         var optimizer = CreateOptimizer(config, model);
         var lossFn = CreateLoss(config.Loss);
         // The checks count classes and the confusion matrix reads predictions on the CPU.

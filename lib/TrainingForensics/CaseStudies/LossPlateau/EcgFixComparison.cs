@@ -3,6 +3,7 @@ using Plotly.NET;
 using TrainingForensics.Charts;
 using TrainingForensics.Data;
 using TrainingForensics.Results;
+using TrainingForensics.Training;
 
 namespace TrainingForensics.CaseStudies.LossPlateau;
 
@@ -42,20 +43,25 @@ public sealed class EcgFixComparison
     }
 
     /// <summary>
-    /// Trains every variant on the long records. The buggy configuration itself (MLP, its activation, raw records)
-    /// already ran as <paramref name="buggyRun"/> with the same settings: it is reused, not run again.
-    /// <paramref name="progress"/> gets a line before each run and a summary at the end.
+    /// Trains every variant on the long records, side by side (<see cref="ConcurrentRuns"/>, at most
+    /// <paramref name="workers"/> at once: each run gives the numbers it gives alone). The buggy configuration itself
+    /// (MLP, its activation, raw records) already ran as <paramref name="buggyRun"/> with the same settings: it is
+    /// reused, not run again. <paramref name="progress"/> gets a line as each run starts and a summary at the end.
     /// </summary>
     public static EcgFixComparison Run(EcgRunConfig buggy, EcgRun buggyRun, EcgSet train, EcgSet eval, int steps, bool includeMlp,
-        Action<string>? progress = null)
+        Action<string>? progress = null, int? workers = null)
     {
-        var runs = new List<EcgRun>();
-        foreach (var v in Variants(buggy, steps, includeMlp))
-        {
-            progress?.Invoke($"running {v.Name} …");
-            runs.Add(v.Model == "mlp" && v.Activation == buggy.Activation && !v.Standardize ? buggyRun : EcgExperiment.Run(v, train, eval));
-        }
-        progress?.Invoke($"{runs.Count} runs in {runs.Sum(r => r.Seconds):F1} s");
+        var variants = Variants(buggy, steps, includeMlp);
+        // the CNNs (several times an MLP's step time here) start first, so that the short runs fill in at the end
+        var order = Enumerable.Range(0, variants.Count).OrderBy(i => variants[i].Model == "cnn" ? 0 : 1).ToList();
+        var trained = ConcurrentRuns.Map(order,
+            i => variants[i].Model == "mlp" && variants[i].Activation == buggy.Activation && !variants[i].Standardize
+                ? () => buggyRun
+                : EcgExperiment.Prepare(variants[i], train, eval),
+            run => run(), workers, started: k => progress?.Invoke($"running {variants[order[k]].Name} …"));
+        var runs = new EcgRun[variants.Count];
+        for (int k = 0; k < order.Count; k++) runs[order[k]] = trained[k];
+        progress?.Invoke($"{runs.Length} runs, {runs.Sum(r => r.Seconds):F1} s of training");
         return new EcgFixComparison(runs, includeMlp);
     }
 
