@@ -77,6 +77,40 @@ public class NotebookKernelTests
     }
 
     [Fact]
+    public void A_chart_formats_to_the_data_layout_and_config_of_plotly_nets_own_html()
+    {
+        // the template is serialised once and spliced into later charts: each must still say exactly what Plotly.NET says
+        static System.Text.Json.Nodes.JsonNode Part(string html, string name)
+        {
+            string start = $"var {name} = ";
+            int s = html.IndexOf(start, StringComparison.Ordinal) + start.Length;
+            return System.Text.Json.Nodes.JsonNode.Parse(html[s..html.IndexOf(";\n", s, StringComparison.Ordinal)])!;
+        }
+        var lines = TrainingForensics.Charts.Plots.Lines("dark", "x", "y", [new Series("s", [0.0, 1.0], [1.0, 2.0])]);
+        var darkLayout = new Plotly.NET.Layout();
+        Plotly.NET.GenericChart.getLayout(lines).ShallowCopyDynamicPropertiesTo(darkLayout, true);
+        darkLayout.SetProperty("template", Plotly.NET.ChartTemplates.dark);
+        var dark = Plotly.NET.GenericChart.setLayout(darkLayout, lines);
+        var charts = new[]
+        {
+            TrainingForensics.Charts.Plots.Lines("t", "x", "y", [new Series("a", [0.0, 1.0, 2.0], [1.0, 2.0, 4.0]), new Series("b", [0.0, 2.0], [3.0, 1.0], "dash")], logY: true),
+            HeatmapPictures.Bars("bars", ["a", "b"], [0.5, 0.25], "value"),
+            TrainingForensics.Charts.Plots.SideBySide("panels", new Panel("left", "x", "y", [new Series("a", [0.0, 1.0], [1.0, 0.0])]),
+                new Panel("right", "x", "y", [new Series("a", [0.0, 1.0], [0.0, 1.0])])),
+            dark,                                                                           // another template: serialised afresh
+            TrainingForensics.Charts.Plots.Lines("again", "x", "y", [new Series("s", [0.0, 1.0], [2.0, 2.0])]), // and back
+            Plotly.NET.GenericChart.ofTraceObject(false, new Plotly.NET.Trace2D("scatter")),                  // no template at all
+        };
+        foreach (var chart in charts)
+        {
+            string ours = ChartHtml.Format(chart), plotly = Plotly.NET.GenericChart.toChartHTML(chart);
+            foreach (var name in new[] { "data", "layout", "config" })
+                Assert.True(System.Text.Json.Nodes.JsonNode.DeepEquals(Part(plotly, name), Part(ours, name)), $"{name} of '{Plotly.NET.GenericChart.getLayout(chart)}' differs");
+        }
+        Assert.Contains("\"paper_bgcolor\":\"rgb(55, 55, 61)\"", ChartHtml.Format(dark)); // the dark template's own colours
+    }
+
+    [Fact]
     public void In_the_kernel_plotly_js_comes_with_the_first_chart_only()
     {
         var chart = TrainingForensics.Charts.Plots.Lines("t", "x", "y", [new Series("s", [0.0, 1.0], [1.0, 2.0])]);
