@@ -115,10 +115,16 @@ public sealed class EcgSet : IDisposable
 /// </summary>
 public static class EcgGenerator
 {
-    public static EcgSet Generate(EcgOptions options, Device? device = null)
+    /// <summary>
+    /// The records of <paramref name="options"/> (on <paramref name="device"/>; default the CPU), rendered
+    /// <paramref name="workers"/> at a time (default <see cref="Training.ConcurrentRuns.DefaultWorkers"/>): the same
+    /// records bit for bit whatever the count.
+    /// </summary>
+    public static EcgSet Generate(EcgOptions options, Device? device = null, int? workers = null)
     {
         using var ledger = Results.RunLedger.Time(Results.RunLedger.DataLoading);
         Validate(options);
+        if (workers < 1) throw new ArgumentOutOfRangeException(nameof(workers), workers, "need at least one worker");
         int n = options.Records, length = options.Length;
         double fs = options.SampleRate;
         var rng = new Random(options.Seed);
@@ -127,26 +133,25 @@ public static class EcgGenerator
         for (int i = 0; i < af; i++) labels[i] = 1;
         for (int i = n - 1; i > 0; i--) { int j = rng.Next(i + 1); (labels[i], labels[j]) = (labels[j], labels[i]); }
 
-        var sw = System.Diagnostics.Stopwatch.StartNew();
-        // Records are rendered one at a time into a reusable buffer and copied into the tensor's memory,
-        // so a 512 × 60,000 set needs no second 100 MB array.
+        // Every random number is drawn first, record by record in one sequence (the records depend on the seed alone);
+        // the records are then rendered from those draws side by side, each into a buffer of its worker and copied
+        // into its row of the tensor, so a 512 × 60,000 set needs no second 100 MB array.
+        var plans = new RecordPlan[n];
+        for (int r = 0; r < n; r++) plans[r] = Plan(labels[r] == 1, fs, options.FirstBeatAt, length, options.WanderMv, rng);
         var x = empty(n, length, ScalarType.Float32);  // host: records are generated on the host and copied to the device once
         try
         {
-            var buffer = new float[length];
-            using var memory = x.data<float>();  // host: the records are generated on the host
-            for (int r = 0; r < n; r++)
-            {
-                Array.Clear(buffer);
-                bool isAf = labels[r] == 1;
-                RenderBeats(buffer, isAf, fs, options.FirstBeatAt, rng);
-                AddSine(buffer, fs, 0.1 + 0.3 * rng.NextDouble(), 2 * Math.PI * rng.NextDouble(), options.WanderMv);        // baseline wander
-                AddSine(buffer, fs, 0.3 + 0.3 * rng.NextDouble(), 2 * Math.PI * rng.NextDouble(), 0.5 * options.WanderMv);  // (respiration)
-                if (isAf) AddSine(buffer, fs, 5 + 3 * rng.NextDouble(), 2 * Math.PI * rng.NextDouble(), 0.05);                // f waves
-                float offset = (float)options.OffsetMv;
-                for (int i = 0; i < length; i++) buffer[i] += offset;
-                memory.CopyFrom(buffer, 0, (long)r * length);
-            }
+            float offset = (float)options.OffsetMv;
+            Parallel.For(0, n, new ParallelOptions { MaxDegreeOfParallelism = workers ?? Training.ConcurrentRuns.DefaultWorkers }, () => new float[length],
+                (r, _, buffer) =>
+                {
+                    Array.Clear(buffer);
+                    Render(buffer, plans[r], fs, offset);
+                    using var row = tensor(buffer);  // host: the records are generated on the host
+                    using var target = x.select(0, r);
+                    target.copy_(row);
+                    return buffer;
+                }, _ => { });
             if (options.NoiseMv > 0)
             {
                 using var scope = NewDisposeScope();
@@ -198,9 +203,39 @@ public static class EcgGenerator
     // A wave: amplitude (mV), centre and width (s) relative to the R peak.
     readonly record struct Wave(double Amp, double Centre, double Sigma);
 
-    static void RenderBeats(Span<float> record, bool af, double fs, double? firstBeat, Random rng)
+    // A sinusoid added to a record: amplitude·sin(2π·freq·t + phase).
+    readonly record struct Sine(double Freq, double Phase, double Amplitude);
+
+    // Everything random about one record, drawn in the generator's fixed order.
+    sealed record RecordPlan(bool Af, double Scale, List<double> BeatTimes, Sine[] Sines);
+
+    static RecordPlan Plan(bool af, double fs, double? firstBeat, int length, double wanderMv, Random rng)
     {
         double scale = 0.8 + 0.4 * rng.NextDouble();
+        double meanRr = 60.0 / (af ? 85 + 40 * rng.NextDouble() : 60 + 30 * rng.NextDouble());
+        double start = -rng.NextDouble() * meanRr;  // first beat before or at the start: records begin mid-rhythm
+        double time = firstBeat ?? start;
+        double duration = length / fs;
+        double respPhase = 2 * Math.PI * rng.NextDouble();
+        var beats = new List<double>();
+        while (time < duration + 0.3)
+        {
+            beats.Add(time);
+            double rr = af
+                ? meanRr * (0.55 + 0.9 * rng.NextDouble())                                  // irregularly irregular
+                : meanRr * (1 + 0.04 * Math.Sin(2 * Math.PI * 0.25 * time + respPhase) + 0.01 * (rng.NextDouble() - 0.5));
+            time += rr;
+        }
+        var sines = new List<Sine>();
+        double f = 0.1 + 0.3 * rng.NextDouble(); sines.Add(new(f, 2 * Math.PI * rng.NextDouble(), wanderMv));            // baseline wander
+        f = 0.3 + 0.3 * rng.NextDouble(); sines.Add(new(f, 2 * Math.PI * rng.NextDouble(), 0.5 * wanderMv));             // (respiration)
+        if (af) { f = 5 + 3 * rng.NextDouble(); sines.Add(new(f, 2 * Math.PI * rng.NextDouble(), 0.05)); }               // f waves
+        return new RecordPlan(af, scale, beats, sines.ToArray());
+    }
+
+    static void Render(Span<float> record, RecordPlan plan, double fs, float offset)
+    {
+        bool af = plan.Af;
         double qrsWidth = af ? 1.7 : 1.0;
         var waves = new List<Wave>
         {
@@ -218,22 +253,15 @@ public static class EcgGenerator
         {
             double s = (k - before) / fs, v = 0;
             foreach (var wv in waves) { double d = (s - wv.Centre) / wv.Sigma; v += wv.Amp * Math.Exp(-0.5 * d * d); }
-            template[k] = (float)(scale * v);
+            template[k] = (float)(plan.Scale * v);
         }
-        double meanRr = 60.0 / (af ? 85 + 40 * rng.NextDouble() : 60 + 30 * rng.NextDouble());
-        double start = -rng.NextDouble() * meanRr;  // first beat before or at the start: records begin mid-rhythm
-        double time = firstBeat ?? start;
-        double duration = record.Length / fs;
-        double respPhase = 2 * Math.PI * rng.NextDouble();
-        while (time < duration + 0.3)
+        foreach (double time in plan.BeatTimes)
         {
             int centre = (int)Math.Round(time * fs);
             int from = Math.Max(0, centre - before), to = Math.Min(record.Length - 1, centre + after);
             for (int i = from; i <= to; i++) record[i] += template[i - centre + before];
-            double rr = af
-                ? meanRr * (0.55 + 0.9 * rng.NextDouble())                                  // irregularly irregular
-                : meanRr * (1 + 0.04 * Math.Sin(2 * Math.PI * 0.25 * time + respPhase) + 0.01 * (rng.NextDouble() - 0.5));
-            time += rr;
         }
+        foreach (var sine in plan.Sines) AddSine(record, fs, sine.Freq, sine.Phase, sine.Amplitude);
+        for (int i = 0; i < record.Length; i++) record[i] += offset;
     }
 }

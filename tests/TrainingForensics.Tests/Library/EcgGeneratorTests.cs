@@ -24,6 +24,18 @@ public class CaseStudy1EcgGeneratorTests
     }
 
     [Fact]
+    public void Records_rendered_side_by_side_are_those_rendered_one_at_a_time()
+    {
+        // the random numbers are drawn in one sequence before any record is rendered: the worker count cannot change a bit
+        var options = Small with { Records = 40, AfCount = 17, Seed = 8 };
+        using var alone = EcgGenerator.Generate(options, workers: 1);
+        using var together = EcgGenerator.Generate(options, workers: 3);
+        Assert.True(alone.Signals.eq(together.Signals).all().item<bool>());
+        Assert.True(alone.Labels.eq(together.Labels).all().item<bool>());
+        Assert.Throws<ArgumentOutOfRangeException>(() => EcgGenerator.Generate(options, workers: 0));
+    }
+
+    [Fact]
     public void Shapes_class_counts_and_offset_are_as_asked()
     {
         using var set = EcgGenerator.Generate(Small with { Records = 100, AfCount = 52 });
