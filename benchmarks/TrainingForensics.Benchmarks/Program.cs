@@ -296,7 +296,7 @@ static void EfficiencySection(IReadOnlyList<EfficiencyRow> rows, IReadOnlyList<s
     line("");
     line("The same runs against their pure training cost. Each run's ledger (`NAME.ledger.json`, written by tf-run beside the figures) " +
          "counts the training steps per workload (model, optimiser and batch shape) with each step's own time (forward, loss, backward, " +
-         "optimiser step; hooks and the loss read-back excluded), and the seconds of evaluation passes, probes and the doctor, " +
+         "optimiser step; the loss read-back and hooks that time themselves as probes excluded: the loop's event handlers, the doctor, BatchNorm shadows), and the seconds of evaluation passes, probes and the doctor, " +
          "host reads, chart building, Roslyn compiling and data loading (timers nest: each counts its own time). Runs trained side " +
          "by side (one per core) each count their time as a share of the wall clock: while k run at once, a second of one run's " +
          "time is 1/k of a wall second, so every column is in wall seconds and the columns add up to the wall time. Runs at once = " +

@@ -50,6 +50,7 @@ public sealed class BatchNormShadow : IDisposable
     void Update(int index, nn.Module<Tensor, Tensor> module, Tensor input)
     {
         if (!module.training || !is_grad_enabled()) return;
+        using var ledger = Results.RunLedger.Time(Results.RunLedger.Probes); // a probe inside the forward pass: not the step's own time
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         var (mean, variance) = BatchNormProbe.ChannelMeanAndVariance(input.detach()); // every training step: kept cheap

@@ -48,6 +48,26 @@ public class RunLedgerTests
     }
 
     [Fact]
+    public void BatchNorm_shadow_statistics_count_as_probes_not_as_the_steps_own_time()
+    {
+        double ProbeSecondsOf(bool shadowed)
+        {
+            RunLedger.Reset();
+            TorchEnvironment.Reseed(4);
+            var model = nn.Sequential(("fc", nn.Linear(6, 8)), ("bn", nn.BatchNorm1d(8)), ("out", nn.Linear(8, 2)));
+            using var shadow = shadowed ? new TrainingForensics.Probes.BatchNormShadow(model, 0.1, 0.5) : null;
+            var loop = new TrainingLoop(model, optim.SGD(model.parameters(), 0.1), (o, t) => nn.functional.cross_entropy(o, t));
+            var g = new Generator(4);
+            for (int i = 0; i < 5; i++) loop.Step(randn(new long[] { 16, 6 }, generator: g), randint(0, 2, new long[] { 16 }, generator: g));
+            Assert.Equal(5, RunLedger.TotalSteps);
+            return RunLedger.Snapshot().SecondsOf(RunLedger.Probes);
+        }
+        Assert.Equal(0, ProbeSecondsOf(shadowed: false));   // a loop without probes records none
+        Assert.True(ProbeSecondsOf(shadowed: true) > 0, "the shadow's forward hook is not timed as a probe");
+        RunLedger.Reset();
+    }
+
+    [Fact]
     public void A_timer_opened_inside_another_is_not_counted_twice()
     {
         RunLedger.Reset();
