@@ -307,9 +307,11 @@ static void EfficiencySection(IReadOnlyList<EfficiencyRow> rows, IReadOnlyList<s
          "of the wall time counts at the side-by-side rate (two steps at a time) and the rest at the alone rate. A workload the " +
          "benchmark cannot rebuild keeps its median step time in the run ÷ the runs at once (steps timed bare says how much of " +
          "the training that is). Steps as run = the steps' wall seconds as they ran (outliers, contention and hooks' effects on " +
-         "caches included). " +
+         "caches included). A loop written in the notebook itself (04's worked example) is seen through the doctor attached to it: " +
+         "each iteration, from one training-mode forward pass to the next, is a step (batch and loss read-back included, the doctor's " +
+         "own time not). " +
          "Other = wall − every category (process start-up, cell code outside the timers, writing outputs; and training in a " +
-         "loop written in the notebook itself, as 04's worked example is, which the ledger does not see). Targets: wall ≤ 1.3 × pure training + 10 s, and on a quiet machine 00 ≤ 10 s, 01 and 04 ≤ 45 s, " +
+         "loop of the notebook's own with no doctor attached, as 04's unwatched run, which the ledger does not see). Targets: wall ≤ 1.3 × pure training + 10 s, and on a quiet machine 00 ≤ 10 s, 01 and 04 ≤ 45 s, " +
          "02 ≤ 150 s, 03 ≤ 120 s.");
     line("");
     foreach (var l in NotebookEfficiency.Table(rows)) line(l);

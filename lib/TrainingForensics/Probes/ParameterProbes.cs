@@ -65,6 +65,7 @@ internal sealed class WeightSnapshot : IDisposable
 
     readonly List<Tensor> _entries = new();  // views into the weights: the optimiser updates them in place
     readonly List<Tensor> _buffers = new();  // the entries as they were at Take
+    readonly List<Tensor> _captured = new(); // the entries at the last Capture (made at the first)
     readonly double[] _normsBefore;
     bool _disposed;
 
@@ -128,6 +129,41 @@ internal sealed class WeightSnapshot : IDisposable
         return _buffers.Zip(_entries, (before, now) => before.dist(now));
     }
 
+    /// <summary>
+    /// Copies the measured entries as they are now into buffers of their own, contiguous: one pass over a sampled
+    /// weight (its entries every k-th are spread over all of its memory), after which <see cref="CapturedNorms"/>,
+    /// <see cref="CapturedDistances"/> and <see cref="TakeCaptured"/> work on the small copies instead of three more passes.
+    /// </summary>
+    public void Capture()
+    {
+        ThrowIfDisposed();
+        for (int i = 0; i < Count; i++)
+        {
+            if (_captured.Count <= i) { var b = empty_like(_buffers[i]); b.DetachFromDisposeScope(); _captured.Add(b); }
+            _captured[i].copy_(_entries[i]);
+        }
+    }
+
+    /// <summary>‖W‖₂ of each weight at the last <see cref="Capture"/>, on its measured entries: scalars, not yet read back.</summary>
+    public IEnumerable<Tensor> CapturedNorms() => _captured.Take(Count).Select(ParameterMeasurement.Norm);
+
+    /// <summary>‖W − W_before‖₂ of each weight between <see cref="Take"/>/<see cref="TakeCaptured"/> and the last <see cref="Capture"/>.</summary>
+    public IEnumerable<Tensor> CapturedDistances()
+    {
+        if (Step is null) throw new InvalidOperationException("no snapshot held: call Take before measuring an update");
+        return _buffers.Zip(_captured, (before, now) => before.dist(now));
+    }
+
+    /// <summary><see cref="Take"/> with the entries of the last <see cref="Capture"/>: the buffers change places, nothing is copied.</summary>
+    public void TakeCaptured(long step, ReadOnlySpan<double> norms)
+    {
+        ThrowIfDisposed();
+        if (norms.Length != Count) throw new ArgumentException($"{norms.Length} norms given for {Count} weights", nameof(norms));
+        for (int i = 0; i < Count; i++) (_buffers[i], _captured[i]) = (_captured[i], _buffers[i]);
+        norms.CopyTo(_normsBefore);
+        Step = step;
+    }
+
     /// <summary>‖W_before‖₂ of weight <paramref name="index"/> at the last <see cref="Take"/>.</summary>
     public double NormBefore(int index) => _normsBefore[index];
 
@@ -142,8 +178,9 @@ internal sealed class WeightSnapshot : IDisposable
         if (_disposed) return;
         _disposed = true;
         Step = null;
-        foreach (var t in _buffers.Concat(_entries)) t.Dispose();
+        foreach (var t in _buffers.Concat(_entries).Concat(_captured)) t.Dispose();
         _buffers.Clear();
+        _captured.Clear();
         _entries.Clear();
     }
 

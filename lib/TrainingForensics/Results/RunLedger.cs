@@ -37,6 +37,7 @@ public static class RunLedger
     static readonly Dictionary<string, double> WallShares = new();
     static readonly Dictionary<string, Workload> Workloads = new();
     [ThreadStatic] static Timer? _open; // innermost open timer of this thread
+    [ThreadStatic] static double _closedAtTop, _closedAtTopShare; // whole seconds and shares of this thread's outermost timers closed so far
 
     // the share clock: ∫ dt / max(1, workers running); it advances at wall speed with none or one worker, at half speed with two
     static readonly object ClockGate = new();
@@ -117,6 +118,35 @@ public static class RunLedger
         }
     }
 
+    /// <summary>
+    /// A point in this thread's time for <see cref="StepSince"/>, or null while one of the ledger's timers is open here
+    /// (a step inside a library loop, an evaluation, a probe: that code times itself).
+    /// </summary>
+    public static StepMark? MarkIfOutside()
+    {
+        if (_open != null) return null;
+        long now = Stopwatch.GetTimestamp();
+        return new StepMark(Environment.CurrentManagedThreadId, now, ShareAt(now), _closedAtTop, _closedAtTopShare);
+    }
+
+    /// <summary>
+    /// Records one training step of <paramref name="workload"/> that ran from <paramref name="from"/> until now in a loop
+    /// the library does not own (a notebook's own loop, seen by the doctor attached to it), less the ledger's timers that
+    /// ran in between (the doctor's probes, an evaluation): the loop's whole iteration, batch and loss read-back included.
+    /// Nothing is recorded on another thread than the mark's, or while a timer is open here.
+    /// </summary>
+    public static void StepSince(StepMark from, string workload)
+    {
+        if (_open != null || from.Thread != Environment.CurrentManagedThreadId) return;
+        long now = Stopwatch.GetTimestamp();
+        double seconds = Elapsed(from.Ticks, now) - (_closedAtTop - from.ClosedAtTop);
+        double share = ShareAt(now) - from.Share - (_closedAtTopShare - from.ClosedAtTopShare);
+        Add(Training, workload, Math.Max(0, seconds), Math.Max(0, share));
+    }
+
+    /// <summary>Where <see cref="MarkIfOutside"/> was called: thread, timestamp, share clock, the thread's timers closed by then.</summary>
+    public readonly record struct StepMark(int Thread, long Ticks, double Share, double ClosedAtTop, double ClosedAtTopShare);
+
     /// <summary>A running timer (see <see cref="Time"/>); dispose it once.</summary>
     public sealed class Timer : IDisposable
     {
@@ -146,6 +176,7 @@ public static class RunLedger
             double total = Elapsed(_start, now), share = ShareAt(now) - _startShare;
             if (_open == this) _open = _parent;
             if (_parent != null) { _parent._inner += total; _parent._innerShare += share; }
+            else { _closedAtTop += total; _closedAtTopShare += share; }
             Add(_category, _workload, Math.Max(0, total - _inner), Math.Max(0, share - _innerShare));
         }
     }

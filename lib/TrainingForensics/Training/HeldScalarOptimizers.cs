@@ -90,13 +90,14 @@ internal sealed class HeldScalarAdamW : AdamW
 internal sealed class AdamGroupStep : IDisposable
 {
     readonly StepScalars _s = new();
-    readonly double _beta1, _beta2, _lr, _weightDecay;
+    readonly double _beta1, _beta2, _lr, _weightDecay, _epsValue;
     readonly bool _amsgrad, _maximize, _decoupled;
     readonly Scalar _decay, _beta1S, _oneMinusBeta1, _beta2S, _oneMinusBeta2, _eps, _one;
 
     public AdamGroupStep(double beta1, double beta2, double eps, double lr, double weightDecay, bool amsgrad, bool maximize, bool decoupled)
     {
         (_beta1, _beta2, _lr, _weightDecay, _amsgrad, _maximize, _decoupled) = (beta1, beta2, lr, weightDecay, amsgrad, maximize, decoupled);
+        _epsValue = eps;
         _decay = _s.Of(decoupled ? 1 - lr * weightDecay : weightDecay);
         (_beta1S, _oneMinusBeta1, _beta2S, _oneMinusBeta2) = (_s.Of(beta1), _s.Of(1 - beta1), _s.Of(beta2), _s.Of(1 - beta2));
         (_eps, _one) = (_s.Of(eps), _s.Of(1L));
@@ -106,6 +107,19 @@ internal sealed class AdamGroupStep : IDisposable
     {
         var grad = param.grad;
         if (grad is null) return;
+        // the same numbers in one pass where the tensors allow it (FusedAdam: CPU float32, contiguous; not AMSGrad)
+        if (!_amsgrad && FusedAdam.TryStep(param, grad, expAvg, expAvgSq,
+                new FusedAdam.Constants(_beta1, _beta2, _epsValue, _lr, _weightDecay, _maximize, _decoupled, step + 1)))
+        {
+            step += 1;
+            return;
+        }
+        StepWithOperations(param, grad, ref step, expAvg, expAvgSq, ref maxExpAvgSq);
+    }
+
+    /// <summary>The step as libtorch operations, one per line of TorchSharp's Adam/AdamW (the reference FusedAdam matches).</summary>
+    internal void StepWithOperations(Tensor param, Tensor grad, ref long step, Tensor expAvg, Tensor expAvgSq, ref Tensor maxExpAvgSq)
+    {
         if (_maximize) grad = -grad;
         step += 1;
         if (_decoupled) param.mul_(_decay);

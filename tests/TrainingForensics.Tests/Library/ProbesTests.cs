@@ -1,4 +1,5 @@
 using TorchSharp;
+using TrainingForensics.Native;
 using TrainingForensics.Diagnostics;
 using TrainingForensics.Diagnostics.Doctor;
 using TrainingForensics.Models;
@@ -94,6 +95,44 @@ public class ProbesTests
         Assert.True(double.IsNaN(ParameterMeasurement.UpdateRatio(1, 0)));
         snapshot.Forget();
         Assert.Null(snapshot.Step);
+    }
+
+    /// <summary>
+    /// The doctor's path through a snapshot: one Capture of the measured entries, then norms, distances and the next
+    /// snapshot from that copy (the buffers swap). It must measure what Norms/Distances/Take measure, over several
+    /// updates in a row, for a whole and a sampled weight; and a capture must not alias the weights (a later in-place
+    /// update must not move the snapshot taken from it).
+    /// </summary>
+    [Fact]
+    public void A_captured_snapshot_measures_what_the_views_measure_update_after_update()
+    {
+        TorchEnvironment.Reseed(9);
+        var small = new TorchSharp.Modules.Parameter(randn(10, 10));
+        var large = new TorchSharp.Modules.Parameter(randn(300, 300));
+        using var viaViews = new WeightSnapshot(new[] { small, large }, 1 << 16);
+        using var viaCapture = new WeightSnapshot(new[] { small, large }, 1 << 16);
+        for (int step = 0; step < 4; step++)
+        {
+            viaCapture.Capture();
+            var norms = ParameterMeasurement.Read(viaViews.Norms().ToList());
+            var captured = ParameterMeasurement.Read(viaCapture.CapturedNorms().ToList());
+            // float32 sums of a strided view and of its contiguous copy may round differently: equal to 1e-5 relative
+            static void Close(double expected, double actual) => Assert.True(Math.Abs(expected - actual) <= 1e-5 * Math.Abs(expected), $"{actual} vs {expected}");
+            for (int i = 0; i < 2; i++) Close(norms[i], captured[i]);
+            if (step > 0)
+            {
+                var d = ParameterMeasurement.Read(viaViews.Distances().ToList());
+                var dc = ParameterMeasurement.Read(viaCapture.CapturedDistances().ToList());
+                for (int i = 0; i < 2; i++)
+                {
+                    Assert.True(d[i] > 0, "the weights moved");
+                    Close(d[i], dc[i]);
+                }
+            }
+            viaViews.Take(step, norms);
+            viaCapture.TakeCaptured(step, captured);
+            using (no_grad()) { small.add_(randn(10, 10).Times(0.1)); large.mul_(randn(300, 300).Times(0.1).Plus(1.0)); }
+        }
     }
 
     [Fact]

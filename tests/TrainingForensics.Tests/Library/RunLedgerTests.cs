@@ -67,6 +67,60 @@ public class RunLedgerTests
         RunLedger.Reset();
     }
 
+    /// <summary>
+    /// A loop written by hand (as notebook 04's worked example) runs no library step, but the doctor attached to it
+    /// sees each training-mode forward pass: the ledger gets one step per iteration under the model's workload key,
+    /// timed without the doctor's own probes. A loop whose steps the library already times (RunLedger.Step around them,
+    /// as the clinic's loops) must not count twice, and a detached doctor counts nothing more.
+    /// </summary>
+    [Fact]
+    public void A_loop_of_ones_own_watched_by_the_doctor_counts_its_steps_once()
+    {
+        (nn.Module<Tensor, Tensor>, optim.Optimizer) Model()
+        {
+            TorchEnvironment.Reseed(6);
+            var m = Mlp.Create(new[] { 6, 8, 2 });
+            return (m, optim.SGD(m.parameters(), 0.1));
+        }
+        void Train(nn.Module<Tensor, Tensor> model, optim.Optimizer opt, TrainingForensics.Diagnostics.Doctor.TrainingDoctor doctor, int steps, bool libraryTimesSteps)
+        {
+            var lossFn = doctor.Loss((o, t) => nn.functional.cross_entropy(o, t));
+            var g = new Generator(6);
+            for (int step = 0; step < steps; step++)
+            {
+                using var scope = NewDisposeScope();
+                using var timed = libraryTimesSteps ? RunLedger.Step("timed by the library · batch [16×6]") : null;
+                opt.zero_grad();
+                var loss = lossFn(model.call(randn(new long[] { 16, 6 }, generator: g)), randint(0, 2, new long[] { 16 }, generator: g));
+                loss.backward();
+                doctor.Observe(step);
+                opt.step();
+            }
+        }
+        var options = TrainingForensics.Diagnostics.Doctor.DoctorOptions.EveryStep;
+        RunLedger.Reset();
+        var (model, opt) = Model();
+        var doctor = TrainingForensics.Diagnostics.Doctor.TrainingDoctor.Attach(model, opt, options);
+        Train(model, opt, doctor, 7, libraryTimesSteps: false);
+        doctor.Detach();
+        string key = RunLedger.WorkloadKey(TrainingLoop.ModelText(model, opt), new long[] { 16, 6 });
+        Assert.Equal(7, RunLedger.StepsOf(key));   // six closed by the next forward pass, the last by Detach
+        Assert.Equal(7, RunLedger.TotalSteps);
+        var s = RunLedger.Snapshot();
+        Assert.True(s.SecondsOf(RunLedger.Probes) > 0, "the doctor's own time is not counted as probes");
+        model.call(randn(16, 6)).sum().backward();   // after Detach: nothing more is counted
+        Assert.Equal(7, RunLedger.TotalSteps);
+
+        RunLedger.Reset();
+        (model, opt) = Model();
+        doctor = TrainingForensics.Diagnostics.Doctor.TrainingDoctor.Attach(model, opt, options);
+        Train(model, opt, doctor, 5, libraryTimesSteps: true);
+        doctor.Detach();
+        Assert.Equal(5, RunLedger.TotalSteps);   // the library's 5, not 5 more from the doctor
+        Assert.Equal(5, RunLedger.StepsOf("timed by the library · batch [16×6]"));
+        RunLedger.Reset();
+    }
+
     [Fact]
     public void A_timer_opened_inside_another_is_not_counted_twice()
     {

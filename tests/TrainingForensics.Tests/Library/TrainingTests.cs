@@ -216,6 +216,56 @@ public class TrainingTests
         }
     }
 
+    /// <summary>
+    /// Adam and AdamW from Optimizers.Create step CPU float32 weights in one pass over their memory (FusedAdam). The
+    /// weights must be TorchSharp's own optimiser's, bit for bit, where that pass is hardest to get right: gradients
+    /// holding exact zeros (blank input features, as MNIST's border pixels), a weight matrix larger than one block,
+    /// sizes that are not multiples of 8, and every option the pass branches on. A float64 model (the operations'
+    /// path) must match too.
+    /// </summary>
+    [Fact]
+    public void Fused_adam_steps_exactly_as_torchsharps_own_with_zero_gradients_and_odd_sizes()
+    {
+        if (System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported)
+            Assert.True(FusedAdam.Enabled, $"on an AVX2/FMA CPU the fused Adam step should pass its self-check: {FusedAdam.Setting}");
+        var cases = new (string What, Func<IEnumerable<Parameter>, optim.Optimizer> Ours, Func<IEnumerable<Parameter>, optim.Optimizer> Theirs)[]
+        {
+            ("adam", p => Optimizers.Create("adam", p, 1e-2), p => optim.Adam(p, 1e-2)),
+            ("adam + L2", p => Optimizers.Create("adam", p, 1e-2, weightDecay: 1e-2), p => optim.Adam(p, 1e-2, weight_decay: 1e-2)),
+            ("adam, maximize", p => new HeldScalarAdam(new[] { new Adam.ParamGroup(p, 1e-3, maximize: true) }, 1e-3), p => optim.Adam(p, 1e-3, maximize: true)),
+            ("adam, β and ε", p => new HeldScalarAdam(new[] { new Adam.ParamGroup(p, 3e-3, beta1: 0.8, beta2: 0.99, eps: 1e-6) }, 3e-3),
+                p => optim.Adam(p, 3e-3, beta1: 0.8, beta2: 0.99, eps: 1e-6)),
+            ("adamw", p => Optimizers.Create("adamw", p, 1e-2, weightDecay: 5e-2), p => optim.AdamW(p, 1e-2, weight_decay: 5e-2)),
+        };
+        var g = new Generator(5);
+        var x = randn(new long[] { 160, 300 }, generator: g);
+        x.narrow(1, 0, 41).zero_(); x.narrow(1, 250, 50).zero_();   // features that are never on: their weights' gradients are exact zeros
+        var y = randint(0, 3, new long[] { 160 }, generator: g);
+        foreach (var dtype in new[] { ScalarType.Float32, ScalarType.Float64 })
+            foreach (var (what, ours, theirs) in cases)
+            {
+                var models = new[] { 0, 1 }.Select(_ => { TorchEnvironment.Reseed(13); return Mlp.Create(new[] { 300, 21, 3 }).to(dtype); }).ToArray();
+                var optimizers = new[] { ours(models[0].parameters()), theirs(models[1].parameters()) };
+                long fusedBefore = FusedAdam.ParameterSteps;
+                var inputs = x.to(dtype);
+                for (int step = 0; step < 40; step++)
+                    for (int i = 0; i < 2; i++)
+                    {
+                        using var scope = NewDisposeScope();
+                        optimizers[i].zero_grad();
+                        long at = 16 * (step % 10);
+                        nn.functional.cross_entropy(models[i].call(inputs.narrow(0, at, 16)), y.narrow(0, at, 16)).backward();
+                        optimizers[i].step();
+                    }
+                if (dtype == ScalarType.Float32 && FusedAdam.Enabled)
+                    Assert.True(FusedAdam.ParameterSteps - fusedBefore >= 40 * 4, $"{what}: the fused path did not step the float32 weights");
+                foreach (var (a, b) in models[0].parameters().Zip(models[1].parameters()))
+                    Assert.True(a.to(ScalarType.Float64).data<double>().ToArray().Select(BitConverter.DoubleToInt64Bits)
+                        .SequenceEqual(b.to(ScalarType.Float64).data<double>().ToArray().Select(BitConverter.DoubleToInt64Bits)),
+                        $"{what} ({dtype}): a parameter differs from TorchSharp's own optimiser after 40 steps");
+            }
+    }
+
     [Fact]
     public void An_unknown_optimizer_is_refused_with_the_valid_names_and_bad_settings_too()
     {

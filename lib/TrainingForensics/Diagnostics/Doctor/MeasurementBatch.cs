@@ -70,7 +70,8 @@ internal sealed class MeasurementBatch : IDisposable
     /// <summary>The median update ratio of the previous step's update alone (a step without measurement), and the snapshot dropped.</summary>
     public double? UpdateRatioAlone()
     {
-        var distances = ParameterMeasurement.Read(_snapshot!.Distances().ToList());
+        _snapshot!.Capture();
+        var distances = ParameterMeasurement.Read(_snapshot.CapturedDistances().ToList());
         var median = MedianUpdateRatio(distances);
         _snapshot.Forget();
         return median;
@@ -87,9 +88,10 @@ internal sealed class MeasurementBatch : IDisposable
         int nGrads = values.Count;
         // ‖W‖ on the entries the update ratio samples (all of a small weight): the ratio's denominator at the next
         // step, and the NaN/∞ check (a non-finite weight anywhere reaches the loss at the next step)
-        values.AddRange(snapshot.Norms());
+        snapshot.Capture(); // one pass over each weight's measured entries; norms, distances and the next snapshot use the copy
+        values.AddRange(snapshot.CapturedNorms());
         int distancesAt = values.Count;
-        if (withUpdate) values.AddRange(snapshot.Distances());
+        if (withUpdate) values.AddRange(snapshot.CapturedDistances());
         bool hasOutputs = outputs.numel() > 0 && outputs.is_floating_point();
         // saturation is counted while the outputs were inside [0, 1] at the last measurement (a property of the model's
         // head, so the one-measurement lag costs nothing; logits skip the count)
@@ -109,7 +111,7 @@ internal sealed class MeasurementBatch : IDisposable
         if (hasOutputs) _outputsInUnitInterval = min >= 0 && max <= 1;
         double saturated = countSaturated ? all[at++] / outputs.numel() : 0;
         long? dead = deadUnits is null ? null : (long)all[at++];
-        snapshot.Take(step, all.AsSpan(nGrads, n));
+        snapshot.TakeCaptured(step, all.AsSpan(nGrads, n));
         return new Measurement
         {
             GradientNames = names, GradientNorms = all[..nGrads], WeightSquaredNorm = weightSq, MedianUpdateRatio = median,

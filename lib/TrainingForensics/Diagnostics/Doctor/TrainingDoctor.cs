@@ -46,6 +46,11 @@ public sealed class TrainingDoctor : IDisposable
     long _lastStep = -1, _nextStep;
     bool _detached, _firstDone;
     bool _inOwnPass; // a forward pass of the doctor's own (probe pass, logits-loss test, recalibration): its hooks stay out
+    // a loop of the reader's own (not a TrainingLoop, which records its steps itself): each training-mode forward pass
+    // starts a step, recorded in the RunLedger when the next one starts (or at Detach) under the model's workload key
+    RunLedger.StepMark? _ownLoopStep;
+    string? _ownLoopWorkload;
+    RunLedger.WorkloadKeys? _ownLoopKeys;
 
     TrainingDoctor(nn.Module<Tensor, Tensor> model, optim.Optimizer optimizer, DoctorOptions options)
     {
@@ -303,8 +308,20 @@ public sealed class TrainingDoctor : IDisposable
             return;
         }
         if (_probe.Inputs is null) _probe.CaptureInputs(x, Options.ProbeSize);
+        if (_loop is null) CountOwnLoopStep(x);
         _zeroGrad?.Arm(_nextStep);
         _deadUnits.Arm(_nextStep % Options.Every == 0);
+    }
+
+    /// <summary>
+    /// Closes the step the last training-mode forward pass began and opens the next: the reader's loop is timed
+    /// for the RunLedger from forward pass to forward pass, without the doctor's own time (its timers are subtracted).
+    /// </summary>
+    void CountOwnLoopStep(Tensor? x)
+    {
+        if (_ownLoopStep is { } started && _ownLoopWorkload is { } workload) RunLedger.StepSince(started, workload);
+        _ownLoopStep = x is null ? null : RunLedger.MarkIfOutside();
+        if (x is not null) _ownLoopWorkload = (_ownLoopKeys ??= new(TrainingLoop.ModelText(_model, _optimizer))).For(x.shape);
     }
 
     /// <summary>
@@ -329,6 +346,7 @@ public sealed class TrainingDoctor : IDisposable
     public void Detach()
     {
         if (_detached) return;
+        if (_loop is null) CountOwnLoopStep(null); // the last step of the reader's loop
         _detached = true;
         foreach (var r in _removers) r();
         _removers.Clear();
