@@ -131,7 +131,10 @@ internal static class BareSteps
                 var times = StepTimes(w, 20, seconds);
                 (alone, steps) = (Measure.Median(times), times.Count);
             }
-            var pair = ConcurrentRuns.Map(new[] { 0, 1 }, _ => Build(key)!, w => { using (w) return StepTimes(w, steps, 0); }, workers: 2);
+            // each copy is built on the thread that steps it: two copies built here and stepped on two other threads ran the
+            // fused Adam step (Training/FusedAdam.cs) about 3× slower, which the notebooks' runs, built the same way, do not
+            // show (their Adam medians in the run are within 15 % of the alone rate); the cause was not found
+            var pair = ConcurrentRuns.Map(new[] { 0, 1 }, _ => 0, _ => { using var w = Build(key)!; return StepTimes(w, steps, 0); }, workers: 2);
             result[key] = new BareStepTime(alone, Measure.Median(pair.SelectMany(t => t)));
         }
         return result;

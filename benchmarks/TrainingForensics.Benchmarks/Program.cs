@@ -303,7 +303,7 @@ static void EfficiencySection(IReadOnlyList<EfficiencyRow> rows, IReadOnlyList<s
          "the steps' thread seconds ÷ their wall seconds. Pure training = each workload's steps at its bare step time, measured by " +
          "this benchmark right after the notebooks: the same model, optimiser and batch shape rebuilt from the library's model " +
          "factories and stepped on random data in a loop of its own (zero the gradients, forward, a stand-in loss, backward, optimiser " +
-         "step; no hooks, no weight decay), alone and as two copies side by side; with k runs at once on average, a share k − 1 " +
+         "step; no hooks, no weight decay), alone and as two copies side by side (each built on the thread that steps it); with k runs at once on average, a share k − 1 " +
          "of the wall time counts at the side-by-side rate (two steps at a time) and the rest at the alone rate. A workload the " +
          "benchmark cannot rebuild keeps its median step time in the run ÷ the runs at once (steps timed bare says how much of " +
          "the training that is). Steps as run = the steps' wall seconds as they ran (outliers, contention and hooks' effects on " +
