@@ -115,7 +115,7 @@ internal static unsafe class FusedAdam
     static void Moments(float* p, float* g, float* m, float* v, float* roots, int n, in Constants c)
     {
         int i = 0;
-        if (Fma.IsSupported && Avx.IsSupported)
+        if (Vectorised)
         {
             var b1 = Vector256.Create(c.Beta1); var omb1 = Vector256.Create(c.OneMinusBeta1);
             var b2 = Vector256.Create(c.Beta2); var omb2 = Vector256.Create(c.OneMinusBeta2);
@@ -150,7 +150,7 @@ internal static unsafe class FusedAdam
     static void Update(float* p, float* m, float* v, float* roots, int n, in Constants c)
     {
         int i = 0;
-        if (Avx2.IsSupported)
+        if (Vectorised)
         {
             var rc2 = Vector256.Create(c.RootCorrection2); var eps = Vector256.Create(c.Eps); var size = Vector256.Create(c.StepSize);
             for (; i + 8 <= n; i += 8)
@@ -169,6 +169,9 @@ internal static unsafe class FusedAdam
         }
     }
 
+    /// <summary>The instructions the kernels use (AVX2 and FMA); without them the self-check keeps the fused path off.</summary>
+    static bool Vectorised => Avx2.IsSupported && Fma.IsSupported;
+
     /// <summary>All ones in the lanes that hold +0 (bit pattern 0; −0 is not one).</summary>
     static Vector256<float> PositiveZeros(Vector256<float> x) => Avx2.CompareEqual(x.AsInt32(), Vector256<int>.Zero).AsSingle();
 
@@ -178,7 +181,8 @@ internal static unsafe class FusedAdam
     {
         if (mkl) { MklSqrt(n, x, x); return; }
         int i = 0;
-        for (; i + 8 <= n; i += 8) Avx.Store(x + i, Avx.Sqrt(Avx.LoadVector256(x + i)));
+        if (Vectorised)
+            for (; i + 8 <= n; i += 8) Avx.Store(x + i, Avx.Sqrt(Avx.LoadVector256(x + i)));
         for (; i < n; i++) x[i] = MathF.Sqrt(x[i]);
     }
 
@@ -202,7 +206,7 @@ internal static unsafe class FusedAdam
     /// </summary>
     static (Roots, string) SelfCheck()
     {
-        if (!(Avx2.IsSupported && Fma.IsSupported))
+        if (!Vectorised)
             return (Roots.Off, "libtorch operations (no AVX2/FMA: the fused step's rounding would not be libtorch's)");
         try
         {

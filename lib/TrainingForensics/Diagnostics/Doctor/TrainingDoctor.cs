@@ -308,7 +308,7 @@ public sealed class TrainingDoctor : IDisposable
             return;
         }
         if (_probe.Inputs is null) _probe.CaptureInputs(x, Options.ProbeSize);
-        if (_loop is null) CountOwnLoopStep(x);
+        if (_loop is null) StartOwnLoopStep(x);
         _zeroGrad?.Arm(_nextStep);
         _deadUnits.Arm(_nextStep % Options.Every == 0);
     }
@@ -316,12 +316,20 @@ public sealed class TrainingDoctor : IDisposable
     /// <summary>
     /// Closes the step the last training-mode forward pass began and opens the next: the reader's loop is timed
     /// for the RunLedger from forward pass to forward pass, without the doctor's own time (its timers are subtracted).
+    /// Inside a step the library times itself (the clinic's loops) nothing is opened.
     /// </summary>
-    void CountOwnLoopStep(Tensor? x)
+    void StartOwnLoopStep(Tensor x)
+    {
+        EndOwnLoopStep();
+        _ownLoopStep = RunLedger.MarkIfOutside();
+        if (_ownLoopStep is not null) _ownLoopWorkload = (_ownLoopKeys ??= new(TrainingLoop.ModelText(_model, _optimizer))).For(x.shape);
+    }
+
+    /// <summary>Records the open step of the reader's loop, if any, in the RunLedger.</summary>
+    void EndOwnLoopStep()
     {
         if (_ownLoopStep is { } started && _ownLoopWorkload is { } workload) RunLedger.StepSince(started, workload);
-        _ownLoopStep = x is null ? null : RunLedger.MarkIfOutside();
-        if (x is not null) _ownLoopWorkload = (_ownLoopKeys ??= new(TrainingLoop.ModelText(_model, _optimizer))).For(x.shape);
+        _ownLoopStep = null;
     }
 
     /// <summary>
@@ -346,7 +354,7 @@ public sealed class TrainingDoctor : IDisposable
     public void Detach()
     {
         if (_detached) return;
-        if (_loop is null) CountOwnLoopStep(null); // the last step of the reader's loop
+        EndOwnLoopStep(); // the last step of the reader's loop
         _detached = true;
         foreach (var r in _removers) r();
         _removers.Clear();
